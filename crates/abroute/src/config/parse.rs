@@ -1,0 +1,621 @@
+//! Reading a [`RouterConfig`] out of a JSON value, collecting every problem with its path.
+//!
+//! serde's derive stops at the first problem and does not know the path. This reader walks a
+//! `serde_json::Value` instead: it accepts both protobuf spellings of every field, reports each
+//! unknown or missing field, wrong type and malformed weight, and keeps going.
+
+use std::fmt;
+
+use serde_json::{Map, Value};
+
+use super::{
+    Condition, ConditionalRoute, ModelSelection, ProviderPreferences, Route, RouterConfig,
+    SortDirection, SortKey, SortMetric, Variant, WeightedVariant,
+};
+use crate::error::{ConfigError, ConfigErrorKind as K, ConfigErrors, JsonPath};
+
+/// A field: its written (canonical) spelling and the other protobuf spelling, if any.
+type Field = (&'static str, Option<&'static str>);
+
+const NAME: Field = ("name", None);
+const DISPLAY_NAME: Field = ("displayName", Some("display_name"));
+const ROUTES: Field = ("routes", None);
+const DEFAULT_ROUTE: Field = ("defaultRoute", Some("default_route"));
+const DEFAULTS: Field = ("defaults", None);
+const ROUTER_FIELDS: &[Field] = &[NAME, DISPLAY_NAME, ROUTES, DEFAULT_ROUTE, DEFAULTS];
+
+const ROUTE: Field = ("route", None);
+const CONDITION: Field = ("condition", None);
+const CONDITIONAL_FIELDS: &[Field] = &[ROUTE, CONDITION];
+
+const CEL_EXPRESSION: Field = ("cel_expression", Some("celExpression"));
+const CONDITION_FIELDS: &[Field] = &[CEL_EXPRESSION];
+
+const ROUTE_ID: Field = ("route_id", Some("routeId"));
+const VARIANTS: Field = ("variants", None);
+const ROUTE_FIELDS: &[Field] = &[ROUTE_ID, VARIANTS];
+
+const VARIANT: Field = ("variant", None);
+const WEIGHT: Field = ("weight", None);
+const WEIGHTED_FIELDS: &[Field] = &[VARIANT, WEIGHT];
+
+const VARIANT_ID: Field = ("variant_id", Some("variantId"));
+const MODEL_ID: Field = ("model_id", Some("modelId"));
+const MODEL_SELECTION: Field = ("model_selection", Some("modelSelection"));
+const TEXT_GENERATION_CONFIG: Field = ("text_generation_config", Some("textGenerationConfig"));
+const MESSAGE_TEMPLATES: Field = ("message_templates", Some("messageTemplates"));
+const WEB_SEARCH: Field = ("web_search", Some("webSearch"));
+const COMPRESSION: Field = ("compression", None);
+const VARIANT_FIELDS: &[Field] = &[
+    VARIANT_ID,
+    MODEL_ID,
+    MODEL_SELECTION,
+    TEXT_GENERATION_CONFIG,
+    MESSAGE_TEMPLATES,
+    WEB_SEARCH,
+    COMPRESSION,
+];
+
+const MODELS: Field = ("models", None);
+const SORT: Field = ("sort", None);
+const IGNORE: Field = ("ignore", None);
+const PROVIDER: Field = ("provider", None);
+const SELECTION_FIELDS: &[Field] = &[MODELS, SORT, IGNORE, PROVIDER];
+
+const METRIC: Field = ("metric", None);
+const DIRECTION: Field = ("direction", None);
+const SORT_FIELDS: &[Field] = &[METRIC, DIRECTION];
+
+const ORDER: Field = ("order", None);
+const ALLOW_FALLBACKS: Field = ("allow_fallbacks", Some("allowFallbacks"));
+const PROVIDER_FIELDS: &[Field] = &[ORDER, ALLOW_FALLBACKS];
+
+/// The canonical spellings of a field list, for "expected one of" messages.
+macro_rules! expected {
+    ($($f:expr),* $(,)?) => { &[$($f.0),*] };
+}
+const ROUTER_EXPECTED: &[&str] = expected!(NAME, DISPLAY_NAME, ROUTES, DEFAULT_ROUTE, DEFAULTS);
+const CONDITIONAL_EXPECTED: &[&str] = expected!(ROUTE, CONDITION);
+const CONDITION_EXPECTED: &[&str] = expected!(CEL_EXPRESSION);
+const ROUTE_EXPECTED: &[&str] = expected!(ROUTE_ID, VARIANTS);
+const WEIGHTED_EXPECTED: &[&str] = expected!(VARIANT, WEIGHT);
+const VARIANT_EXPECTED: &[&str] = expected!(
+    VARIANT_ID,
+    MODEL_ID,
+    MODEL_SELECTION,
+    TEXT_GENERATION_CONFIG,
+    MESSAGE_TEMPLATES,
+    WEB_SEARCH,
+    COMPRESSION,
+);
+const SELECTION_EXPECTED: &[&str] = expected!(MODELS, SORT, IGNORE, PROVIDER);
+const SORT_EXPECTED: &[&str] = expected!(METRIC, DIRECTION);
+const PROVIDER_EXPECTED: &[&str] = expected!(ORDER, ALLOW_FALLBACKS);
+
+/// Converts serde_path_to_error's path into ours.
+pub(super) fn json_path(path: &serde_path_to_error::Path) -> JsonPath {
+    use serde_path_to_error::Segment;
+    let mut out = JsonPath::root();
+    for seg in path.iter() {
+        out = match seg {
+            Segment::Seq { index } => out.index(*index),
+            Segment::Map { key } => out.key(key),
+            Segment::Enum { variant } => out.key(variant),
+            Segment::Unknown => out,
+        };
+    }
+    out
+}
+
+/// Formats a syntax error exactly as [`ConfigError`]'s `Display` does for
+/// [`K::Syntax`]: `path: message at line L column C`, without the path at the root.
+pub(super) struct SyntaxDisplay<'a, E>(pub &'a JsonPath, pub &'a E);
+
+impl<E: fmt::Display> fmt::Display for SyntaxDisplay<'_, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_root() {
+            write!(f, "{}", self.1)
+        } else {
+            write!(f, "{}: {}", self.0, self.1)
+        }
+    }
+}
+
+fn syntax_error(path: JsonPath, e: &serde_json::Error) -> ConfigError {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
+    ConfigError::new(
+        path,
+        K::Syntax {
+            message,
+            line: e.line(),
+            column: e.column(),
+        },
+    )
+}
+
+/// `RouterConfig::from_json`: the same steps, and so the same messages, as
+/// `serde_json::from_str::<RouterConfig>`, with the errors kept structured.
+pub(super) fn from_str(text: &str) -> Result<RouterConfig, ConfigErrors> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value: Value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = json_path(e.path());
+        ConfigErrors::from(syntax_error(path, e.inner()))
+    })?;
+    let config = router(&value)?;
+    de.end()
+        .map_err(|e| ConfigErrors::from(syntax_error(JsonPath::root(), &e)))?;
+    Ok(config)
+}
+
+/// Reads a router from a JSON value.
+pub(super) fn router(value: &Value) -> Result<RouterConfig, ConfigErrors> {
+    let mut r = Reader { errors: Vec::new() };
+    let config = r.router(value, &JsonPath::root());
+    match (ConfigErrors::from_vec(r.errors), config) {
+        (None, Some(config)) => Ok(config),
+        (Some(errors), _) => Err(errors),
+        // A value that produced nothing always records why; keep a defensive message anyway.
+        (None, None) => Err(ConfigErrors::from(ConfigError::new(
+            JsonPath::root(),
+            K::WrongType {
+                expected: "a router object",
+                found: kind_of(value),
+            },
+        ))),
+    }
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Walks the value, collecting errors. Each method returns `None` when the value it reads is
+/// unusable (its errors are recorded) so the caller can keep reading the siblings.
+struct Reader {
+    errors: Vec<ConfigError>,
+}
+
+/// One JSON object being read: which of its members were taken, for the unknown-field check.
+struct Obj<'v> {
+    map: &'v Map<String, Value>,
+    path: JsonPath,
+}
+
+impl Reader {
+    fn err(&mut self, path: JsonPath, kind: K) {
+        self.errors.push(ConfigError::new(path, kind));
+    }
+
+    fn object<'v>(
+        &mut self,
+        v: &'v Value,
+        path: &JsonPath,
+        what: &'static str,
+        fields: &[Field],
+        expected: &'static [&'static str],
+    ) -> Option<Obj<'v>> {
+        let Value::Object(map) = v else {
+            self.err(
+                path.clone(),
+                K::WrongType {
+                    expected: what,
+                    found: kind_of(v),
+                },
+            );
+            return None;
+        };
+        for key in map.keys() {
+            let known = fields
+                .iter()
+                .any(|(canon, alt)| key == canon || Some(key.as_str()) == *alt);
+            if !known {
+                self.err(
+                    path.clone(),
+                    K::UnknownField {
+                        field: key.clone(),
+                        expected,
+                    },
+                );
+            }
+        }
+        Some(Obj {
+            map,
+            path: path.clone(),
+        })
+    }
+
+    /// The value of `field` in either spelling, and its path. `null` counts as absent.
+    fn get<'v>(&mut self, obj: &Obj<'v>, field: Field) -> Option<(&'v Value, JsonPath)> {
+        let (canon, alt) = field;
+        let a = obj.map.get(canon).map(|v| (v, canon));
+        let b = alt.and_then(|alt| obj.map.get(alt).map(|v| (v, alt)));
+        let (v, key) = match (a, b) {
+            (Some(a), Some(_)) => {
+                self.err(
+                    obj.path.clone(),
+                    K::BothSpellings {
+                        first: canon,
+                        second: alt.unwrap_or(canon),
+                    },
+                );
+                a
+            }
+            (Some(x), None) | (None, Some(x)) => x,
+            (None, None) => return None,
+        };
+        if v.is_null() {
+            return None;
+        }
+        Some((v, obj.path.key(key)))
+    }
+
+    fn required<'v>(&mut self, obj: &Obj<'v>, field: Field) -> Option<(&'v Value, JsonPath)> {
+        let got = self.get(obj, field);
+        if got.is_none() {
+            self.err(obj.path.clone(), K::MissingField { field: field.0 });
+        }
+        got
+    }
+
+    fn string(&mut self, v: &Value, path: JsonPath) -> Option<String> {
+        match v {
+            Value::String(s) => Some(s.clone()),
+            other => {
+                self.err(
+                    path,
+                    K::WrongType {
+                        expected: "a string",
+                        found: kind_of(other),
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    fn opt_string(&mut self, obj: &Obj<'_>, field: Field) -> Option<String> {
+        let (v, path) = self.get(obj, field)?;
+        self.string(v, path)
+    }
+
+    fn req_string(&mut self, obj: &Obj<'_>, field: Field) -> Option<String> {
+        let (v, path) = self.required(obj, field)?;
+        self.string(v, path)
+    }
+
+    fn array<'v>(&mut self, v: &'v Value, path: &JsonPath) -> Option<&'v [Value]> {
+        match v {
+            Value::Array(items) => Some(items),
+            other => {
+                self.err(
+                    path.clone(),
+                    K::WrongType {
+                        expected: "an array",
+                        found: kind_of(other),
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// Reads every element with `f`; `None` if any element (or the array) was unusable.
+    fn list<T>(
+        &mut self,
+        obj: &Obj<'_>,
+        field: Field,
+        mut f: impl FnMut(&mut Self, &Value, JsonPath) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        let Some((v, path)) = self.get(obj, field) else {
+            return Some(Vec::new());
+        };
+        let items = self.array(v, &path)?;
+        let mut out = Vec::with_capacity(items.len());
+        let mut ok = true;
+        for (i, item) in items.iter().enumerate() {
+            match f(self, item, path.index(i)) {
+                Some(x) => out.push(x),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn strings(&mut self, obj: &Obj<'_>, field: Field) -> Option<Vec<String>> {
+        self.list(obj, field, |r, v, p| r.string(v, p))
+    }
+
+    /// A passthrough member, kept as given (any JSON but `null`).
+    fn raw(&mut self, obj: &Obj<'_>, field: Field) -> Option<Value> {
+        self.get(obj, field).map(|(v, _)| v.clone())
+    }
+
+    fn router(&mut self, v: &Value, path: &JsonPath) -> Option<RouterConfig> {
+        let obj = self.object(v, path, "a router object", ROUTER_FIELDS, ROUTER_EXPECTED)?;
+        let name = self
+            .req_string(&obj, NAME)
+            .map(|n| match n.strip_prefix("routers/") {
+                Some(bare) => bare.to_owned(),
+                None => n,
+            });
+        let display_name = self.opt_string(&obj, DISPLAY_NAME);
+        let routes = self.list(&obj, ROUTES, |r, v, p| r.conditional_route(v, &p));
+        let default_route = match self.get(&obj, DEFAULT_ROUTE) {
+            Some((v, p)) => Some(self.route(v, &p)?),
+            None => None,
+        };
+        let defaults = self.raw(&obj, DEFAULTS);
+        Some(RouterConfig {
+            name: name?,
+            display_name,
+            routes: routes?,
+            default_route,
+            defaults,
+        })
+    }
+
+    fn conditional_route(&mut self, v: &Value, path: &JsonPath) -> Option<ConditionalRoute> {
+        let obj = self.object(
+            v,
+            path,
+            "a conditional route object ({\"route\": ..., \"condition\": ...})",
+            CONDITIONAL_FIELDS,
+            CONDITIONAL_EXPECTED,
+        )?;
+        let route = self
+            .required(&obj, ROUTE)
+            .and_then(|(v, p)| self.route(v, &p));
+        let condition = match self.get(&obj, CONDITION) {
+            Some((v, p)) => Some(self.condition(v, &p)?),
+            None => None,
+        };
+        Some(ConditionalRoute {
+            route: route?,
+            condition,
+        })
+    }
+
+    fn condition(&mut self, v: &Value, path: &JsonPath) -> Option<Condition> {
+        let obj = self.object(
+            v,
+            path,
+            "a condition object ({\"cel_expression\": ...})",
+            CONDITION_FIELDS,
+            CONDITION_EXPECTED,
+        )?;
+        Some(Condition {
+            cel_expression: self.req_string(&obj, CEL_EXPRESSION)?,
+        })
+    }
+
+    fn route(&mut self, v: &Value, path: &JsonPath) -> Option<Route> {
+        let obj = self.object(v, path, "a route object", ROUTE_FIELDS, ROUTE_EXPECTED)?;
+        let route_id = self.req_string(&obj, ROUTE_ID);
+        let variants = match self.required(&obj, VARIANTS) {
+            Some((v, p)) => {
+                let items = self.array(v, &p);
+                items.and_then(|items| {
+                    let mut out = Vec::with_capacity(items.len());
+                    let mut ok = true;
+                    for (i, item) in items.iter().enumerate() {
+                        match self.weighted_variant(item, &p.index(i)) {
+                            Some(x) => out.push(x),
+                            None => ok = false,
+                        }
+                    }
+                    ok.then_some(out)
+                })
+            }
+            None => None,
+        };
+        Some(Route {
+            route_id: route_id?,
+            variants: variants?,
+        })
+    }
+
+    fn weighted_variant(&mut self, v: &Value, path: &JsonPath) -> Option<WeightedVariant> {
+        let obj = self.object(
+            v,
+            path,
+            "a weighted variant object ({\"variant\": ..., \"weight\": ...})",
+            WEIGHTED_FIELDS,
+            WEIGHTED_EXPECTED,
+        )?;
+        let variant = self
+            .required(&obj, VARIANT)
+            .and_then(|(v, p)| self.variant(v, &p));
+        let weight = self
+            .required(&obj, WEIGHT)
+            .and_then(|(v, p)| self.weight(v, p));
+        Some(WeightedVariant {
+            variant: variant?,
+            weight: weight?,
+        })
+    }
+
+    fn weight(&mut self, v: &Value, path: JsonPath) -> Option<u32> {
+        let reason = match v {
+            Value::Number(n) => {
+                if let Some(u) = n.as_u64() {
+                    match u32::try_from(u) {
+                        Ok(w) => return Some(w),
+                        Err(_) => "it is larger than 4294967295, the largest weight",
+                    }
+                } else if n.as_i64().is_some() {
+                    "a weight must not be negative"
+                } else {
+                    match n.as_f64() {
+                        Some(f) if f < 0.0 => "a weight must not be negative",
+                        Some(f) if f.fract() == 0.0 && f <= f64::from(u32::MAX) => {
+                            return Some(f as u32);
+                        }
+                        Some(f) if f.fract() == 0.0 || !f.is_finite() => {
+                            "it is larger than 4294967295, the largest weight"
+                        }
+                        _ => "a weight must be a whole number",
+                    }
+                }
+            }
+            Value::String(_) => "a weight must be a JSON number, not a string",
+            _ => "a weight must be a non-negative whole number",
+        };
+        self.err(
+            path,
+            K::InvalidWeight {
+                value: v.to_string(),
+                reason,
+            },
+        );
+        None
+    }
+
+    fn variant(&mut self, v: &Value, path: &JsonPath) -> Option<Variant> {
+        let obj = self.object(
+            v,
+            path,
+            "a variant object",
+            VARIANT_FIELDS,
+            VARIANT_EXPECTED,
+        )?;
+        let variant_id = self.req_string(&obj, VARIANT_ID);
+        let model_id = self.req_string(&obj, MODEL_ID);
+        let model_selection = match self.get(&obj, MODEL_SELECTION) {
+            Some((v, p)) => Some(self.model_selection(v, &p)?),
+            None => None,
+        };
+        let text_generation_config = self.raw(&obj, TEXT_GENERATION_CONFIG);
+        let message_templates = self.raw(&obj, MESSAGE_TEMPLATES);
+        let web_search = self.raw(&obj, WEB_SEARCH);
+        let compression = self.raw(&obj, COMPRESSION);
+        Some(Variant {
+            variant_id: variant_id?,
+            model_id: model_id?,
+            model_selection,
+            text_generation_config,
+            message_templates,
+            web_search,
+            compression,
+        })
+    }
+
+    fn model_selection(&mut self, v: &Value, path: &JsonPath) -> Option<ModelSelection> {
+        let obj = self.object(
+            v,
+            path,
+            "a model_selection object",
+            SELECTION_FIELDS,
+            SELECTION_EXPECTED,
+        )?;
+        let models = self.strings(&obj, MODELS);
+        let sort = self.list(&obj, SORT, |r, v, p| r.sort_key(v, &p));
+        let ignore = self.strings(&obj, IGNORE);
+        let provider = match self.get(&obj, PROVIDER) {
+            Some((v, p)) => Some(self.provider(v, &p)?),
+            None => None,
+        };
+        Some(ModelSelection {
+            models: models?,
+            sort: sort?,
+            ignore: ignore?,
+            provider,
+        })
+    }
+
+    fn sort_key(&mut self, v: &Value, path: &JsonPath) -> Option<SortKey> {
+        let obj = self.object(v, path, "a sort object", SORT_FIELDS, SORT_EXPECTED)?;
+        let metric = self
+            .required(&obj, METRIC)
+            .and_then(|(v, p)| self.enum_value(v, p, &SortMetric::ALL, &SortMetric::NAMES));
+        let direction = match self.get(&obj, DIRECTION) {
+            Some((v, p)) => {
+                Some(self.enum_value(v, p, &SortDirection::ALL, &SortDirection::NAMES)?)
+            }
+            None => Some(SortDirection::default()),
+        };
+        Some(SortKey {
+            metric: metric?,
+            direction: direction?,
+        })
+    }
+
+    fn enum_value<T: Copy>(
+        &mut self,
+        v: &Value,
+        path: JsonPath,
+        values: &[T],
+        names: &'static [&'static str],
+    ) -> Option<T> {
+        let s = self.string(v, path.clone())?;
+        if let Some(i) = names.iter().position(|name| *name == s) {
+            return values.get(i).copied();
+        }
+        self.err(
+            path,
+            K::UnknownValue {
+                value: s,
+                expected: names,
+            },
+        );
+        None
+    }
+
+    fn provider(&mut self, v: &Value, path: &JsonPath) -> Option<ProviderPreferences> {
+        let obj = self.object(
+            v,
+            path,
+            "a provider object",
+            PROVIDER_FIELDS,
+            PROVIDER_EXPECTED,
+        )?;
+        let order = self.strings(&obj, ORDER);
+        let allow_fallbacks = match self.get(&obj, ALLOW_FALLBACKS) {
+            Some((Value::Bool(b), _)) => Some(Some(*b)),
+            Some((other, p)) => {
+                self.err(
+                    p,
+                    K::WrongType {
+                        expected: "a boolean",
+                        found: kind_of(other),
+                    },
+                );
+                None
+            }
+            None => Some(None),
+        };
+        Some(ProviderPreferences {
+            order: order?,
+            allow_fallbacks: allow_fallbacks?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_display() {
+        let p = JsonPath::root()
+            .key("defaultRoute")
+            .key("variants")
+            .index(2)
+            .key("weight");
+        assert_eq!(p.to_string(), "defaultRoute.variants[2].weight");
+        assert_eq!(JsonPath::root().to_string(), "(root)");
+        assert_eq!(
+            JsonPath::root().key("a b").to_string(),
+            "[\"a b\"]",
+            "keys that are not identifiers are quoted"
+        );
+    }
+}

@@ -1,0 +1,267 @@
+//! The engine: every compiled router in one immutable snapshot, swapped atomically.
+//!
+//! Readers call [`Engine::load`] and route from the [`SnapshotGuard`] it returns: one
+//! `arc-swap` load (no lock, no reference-count write in the common case), one hash lookup by
+//! name, one alias-table pick. Writers ([`upsert`](Engine::upsert), [`remove`](Engine::remove),
+//! [`replace_all`](Engine::replace_all)) validate and compile *before* taking the writer lock,
+//! then publish a new snapshot with one atomic store. A config that fails validation never
+//! replaces anything: the old snapshot keeps serving, untouched. Requests that loaded the old
+//! snapshot finish on it; a request never sees half of a change.
+//!
+//! ```
+//! use abroute::{Engine, RequestContext, RouterConfig};
+//!
+//! let engine = Engine::new();
+//! let config = RouterConfig::from_json(r#"{ "name": "demo", "defaultRoute": {
+//!     "route_id": "default", "variants": [
+//!     { "variant": { "variant_id": "a", "model_id": "openai/gpt-4o-mini" }, "weight": 50 },
+//!     { "variant": { "variant_id": "b", "model_id": "openai/gpt-4.1" }, "weight": 50 } ] } }"#)
+//!     .unwrap();
+//! let version = engine.upsert(config).unwrap();
+//!
+//! let snapshot = engine.load();
+//! let decision = snapshot.route("demo", &RequestContext::new()).unwrap();
+//! assert!(["a", "b"].contains(&decision.variant_id()));
+//! assert_eq!(decision.version(), version);
+//! assert!(snapshot.route("nope", &RequestContext::new()).is_err());
+//! ```
+
+use std::sync::{Arc, Mutex, PoisonError};
+
+use arc_swap::{ArcSwap, Guard};
+use rustc_hash::FxHashMap;
+
+use crate::config::RouterConfig;
+use crate::context::RequestContext;
+use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
+use crate::router::{CompiledRouter, Decision};
+use crate::validate::ValidationOptions;
+
+/// A loaded router: the compiled tables and the config they came from.
+#[derive(Debug)]
+pub struct LoadedRouter {
+    compiled: CompiledRouter,
+    config: RouterConfig,
+}
+
+impl LoadedRouter {
+    /// The compiled tables.
+    pub fn compiled(&self) -> &CompiledRouter {
+        &self.compiled
+    }
+
+    /// The config as accepted (name normalized).
+    pub fn config(&self) -> &RouterConfig {
+        &self.config
+    }
+}
+
+/// Every router at one version. Immutable once published.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    version: u64,
+    routers: FxHashMap<Box<str>, Arc<LoadedRouter>>,
+}
+
+impl Snapshot {
+    /// The version of the last accepted change (0 for the empty engine).
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    /// The router called `name`, if loaded.
+    #[inline]
+    pub fn router(&self, name: &str) -> Option<&LoadedRouter> {
+        self.routers.get(name).map(|r| &**r)
+    }
+
+    /// Decides where a request for router `name` goes. Allocates nothing on success.
+    ///
+    /// # Errors
+    ///
+    /// [`RouteError::UnknownRouter`] for a name that is not loaded,
+    /// [`RouteError::NoRouteMatched`] when the router has no route for this request.
+    #[inline]
+    pub fn route(&self, name: &str, ctx: &RequestContext<'_>) -> Result<Decision<'_>, RouteError> {
+        match self.routers.get(name) {
+            Some(r) => r.compiled.decide(ctx),
+            None => Err(RouteError::UnknownRouter(name.to_owned())),
+        }
+    }
+
+    /// How many routers are loaded.
+    pub fn len(&self) -> usize {
+        self.routers.len()
+    }
+
+    /// True when no router is loaded.
+    pub fn is_empty(&self) -> bool {
+        self.routers.is_empty()
+    }
+
+    /// The names of the loaded routers, sorted.
+    pub fn names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.routers.keys().map(|k| &**k).collect();
+        names.sort_unstable();
+        names
+    }
+}
+
+/// A reader's hold on the current snapshot. Decisions borrow from it.
+///
+/// Hold it for one request, not longer: it keeps its snapshot alive.
+pub struct SnapshotGuard {
+    guard: Guard<Arc<Snapshot>>,
+}
+
+impl std::ops::Deref for SnapshotGuard {
+    type Target = Snapshot;
+    #[inline]
+    fn deref(&self) -> &Snapshot {
+        &self.guard
+    }
+}
+
+impl std::fmt::Debug for SnapshotGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotGuard")
+            .field("version", &self.guard.version)
+            .field("routers", &self.guard.routers.len())
+            .finish()
+    }
+}
+
+/// Holds every compiled router and swaps them atomically while requests keep flowing.
+#[derive(Debug)]
+pub struct Engine {
+    current: ArcSwap<Snapshot>,
+    /// Serializes writers so versions grow by one per change; readers never touch it.
+    writer: Mutex<()>,
+    options: ValidationOptions,
+}
+
+impl Default for Engine {
+    fn default() -> Self {
+        Engine::new()
+    }
+}
+
+impl Engine {
+    /// An empty engine with default validation.
+    pub fn new() -> Engine {
+        Engine::with_options(ValidationOptions::default())
+    }
+
+    /// An empty engine validating every change with `options`.
+    pub fn with_options(options: ValidationOptions) -> Engine {
+        Engine {
+            current: ArcSwap::from_pointee(Snapshot::default()),
+            writer: Mutex::new(()),
+            options,
+        }
+    }
+
+    /// The current snapshot, for routing. Lock-free.
+    #[inline]
+    pub fn load(&self) -> SnapshotGuard {
+        SnapshotGuard {
+            guard: self.current.load(),
+        }
+    }
+
+    /// The current snapshot as an owned `Arc`, to keep beyond one request.
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// The version of the last accepted change.
+    pub fn version(&self) -> u64 {
+        self.current.load().version
+    }
+
+    fn compile(&self, config: &RouterConfig) -> Result<CompiledRouter, ConfigErrors> {
+        config.compile_with(&self.options)
+    }
+
+    /// Publishes `change` applied to the current routers, as version `current + 1`.
+    fn publish(
+        &self,
+        change: impl FnOnce(&mut FxHashMap<Box<str>, Arc<LoadedRouter>>, u64) -> bool,
+    ) -> Option<u64> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = self.current.load();
+        let version = old.version + 1;
+        let mut routers = old.routers.clone();
+        if !change(&mut routers, version) {
+            return None;
+        }
+        self.current.store(Arc::new(Snapshot { version, routers }));
+        Some(version)
+    }
+
+    /// Adds a router or replaces the one with the same name. Returns the new version.
+    ///
+    /// # Errors
+    ///
+    /// Every validation problem; the engine is then unchanged.
+    pub fn upsert(&self, config: RouterConfig) -> Result<u64, ConfigErrors> {
+        let mut compiled = self.compile(&config)?;
+        let version = self.publish(|routers, version| {
+            compiled.set_version(version);
+            let name: Box<str> = config.name.as_str().into();
+            routers.insert(name, Arc::new(LoadedRouter { compiled, config }));
+            true
+        });
+        // `publish` only declines when the change closure says so; this one never does.
+        Ok(version.unwrap_or_default())
+    }
+
+    /// Removes the router `name` (bare or `routers/<name>`). True if it existed; the version
+    /// grows only then.
+    pub fn remove(&self, name: &str) -> bool {
+        let name = name.strip_prefix("routers/").unwrap_or(name);
+        self.publish(|routers, _| routers.remove(name).is_some())
+            .is_some()
+    }
+
+    /// Replaces every router at once: all of `configs` are loaded, or none is.
+    ///
+    /// Errors carry the index of the config in their path (`[2].defaultRoute.variants`).
+    ///
+    /// # Errors
+    ///
+    /// Every problem in every config, and duplicate names; the engine is then unchanged.
+    pub fn replace_all(&self, configs: Vec<RouterConfig>) -> Result<u64, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut compiled = Vec::with_capacity(configs.len());
+        let mut seen: FxHashMap<&str, usize> = FxHashMap::default();
+        for (i, config) in configs.iter().enumerate() {
+            let prefix = JsonPath::root().index(i);
+            if seen.insert(config.name.as_str(), i).is_some() {
+                errors.push(ConfigError::new(
+                    prefix.key("name"),
+                    ConfigErrorKind::DuplicateRouterName {
+                        name: config.name.clone(),
+                    },
+                ));
+            }
+            match self.compile(config) {
+                Ok(c) => compiled.push(c),
+                Err(e) => errors.extend(e.prefixed(&prefix)),
+            }
+        }
+        if let Some(errors) = ConfigErrors::from_vec(errors) {
+            return Err(errors);
+        }
+        let version = self.publish(|routers, version| {
+            routers.clear();
+            for (mut compiled, config) in compiled.into_iter().zip(configs) {
+                compiled.set_version(version);
+                let name: Box<str> = config.name.as_str().into();
+                routers.insert(name, Arc::new(LoadedRouter { compiled, config }));
+            }
+            true
+        });
+        Ok(version.unwrap_or_default())
+    }
+}

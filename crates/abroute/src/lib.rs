@@ -1,0 +1,59 @@
+//! # abroute: weighted A/B routing of LLM requests
+//!
+//! abroute is the routing core an LLM gateway links to do what the hosted Inworld Router does:
+//! a *router* names routes, each route splits traffic across model *variants* by weight, and a
+//! request that names the router as its model is sent to one variant. This crate does no I/O: it
+//! reads router configs, validates them, compiles them into exact O(1) alias tables, and answers
+//! routing decisions from an immutable snapshot that is swapped atomically while requests flow.
+//!
+//! The flow is one way: **config → validate → compile → snapshot → decide**.
+//!
+//! - [`config`]: the serde model of the Inworld router JSON ([`RouterConfig`]), both spellings.
+//! - [`validate`]: every problem at once, each with its JSON path ([`ConfigErrors`]).
+//! - [`table`]: [`AliasTable`], an exact weighted pick from one 64-bit draw.
+//! - [`router`]: [`CompiledRouter`] and the [`Decision`] it gives.
+//! - [`context`]: [`RequestContext`], what a decision may look at.
+//! - [`engine`]: [`Engine`], every router in an `arc-swap` snapshot.
+//!
+//! Building can fail with rich errors; routing cannot fail on a valid snapshot except for an
+//! unknown router or no matching route ([`RouteError`]).
+//!
+//! ```
+//! use abroute::{Engine, RequestContext, RouterConfig};
+//!
+//! // The seed's router, as sent to Inworld's `POST /router/v1/routers`.
+//! let config = RouterConfig::from_json(r#"{ "name": "compare-frontier-models", "defaultRoute": {
+//!   "route_id": "default", "variants": [
+//!     { "variant": { "variant_id": "openai/gpt-4o-mini-a", "model_id": "openai/gpt-4o-mini" }, "weight": 33 },
+//!     { "variant": { "variant_id": "openai/gpt-3.5-turbo-b", "model_id": "openai/gpt-3.5-turbo" }, "weight": 33 },
+//!     { "variant": { "variant_id": "openai/gpt-4.1-c", "model_id": "openai/gpt-4.1" }, "weight": 34 } ] } }"#)?;
+//! let engine = Engine::new();
+//! engine.upsert(config)?;
+//!
+//! let snapshot = engine.load();
+//! let decision = snapshot.route("compare-frontier-models", &RequestContext::new())?;
+//! println!("{} via {}", decision.model_id(), decision.variant_id());
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod config;
+pub mod context;
+pub mod engine;
+pub mod error;
+mod random;
+pub mod router;
+pub mod table;
+pub mod validate;
+
+pub use config::RouterConfig;
+pub use context::{MetadataValue, RequestContext};
+pub use engine::{Engine, LoadedRouter, Snapshot, SnapshotGuard};
+pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
+pub use router::{Assignment, CompiledRoute, CompiledRouter, CompiledVariant, Decision};
+pub use table::{AliasTable, WeightError};
+pub use validate::ValidationOptions;
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

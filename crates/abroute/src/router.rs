@@ -1,0 +1,329 @@
+//! Compiled routers: the immutable tables a request is decided from.
+//!
+//! [`RouterConfig::compile`] validates a config and turns every route into an [`AliasTable`], so
+//! that [`CompiledRouter::decide`] is a handful of loads: pick the route, draw one `u64`, look up
+//! one bucket. A [`Decision`] borrows from the compiled router; it allocates nothing.
+//!
+//! Conditional routes are compiled and kept, but their CEL conditions are not evaluated yet:
+//! a request goes to the default route, and [`Decision::unevaluated_routes`] says how many
+//! conditional routes were passed over without evaluation. They are never treated as matches.
+//!
+//! ```
+//! use abroute::{RequestContext, RouterConfig};
+//!
+//! let config = RouterConfig::from_json(r#"{ "name": "demo", "defaultRoute": {
+//!     "route_id": "default", "variants": [
+//!     { "variant": { "variant_id": "a", "model_id": "openai/gpt-4o-mini" }, "weight": 1 },
+//!     { "variant": { "variant_id": "b", "model_id": "openai/gpt-4.1" }, "weight": 3 } ] } }"#)
+//!     .unwrap();
+//! let router = config.compile().unwrap();
+//! let d = router.decide(&RequestContext::new().with_random(u64::MAX)).unwrap();
+//! assert_eq!(d.route_id(), "default");
+//! assert_eq!(d.variant_id(), "b");
+//! ```
+
+use crate::config::{Route, RouterConfig};
+use crate::context::RequestContext;
+use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
+use crate::table::{AliasTable, WeightError};
+use crate::validate::{ValidationOptions, validate};
+
+/// One variant of a compiled route.
+#[derive(Debug, Clone)]
+pub struct CompiledVariant {
+    id: Box<str>,
+    model_id: Box<str>,
+    weight: u32,
+}
+
+impl CompiledVariant {
+    /// The `variant_id`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The `model_id`.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    /// The configured weight.
+    pub fn weight(&self) -> u32 {
+        self.weight
+    }
+}
+
+/// A route with its variants and their alias table.
+#[derive(Debug, Clone)]
+pub struct CompiledRoute {
+    id: Box<str>,
+    condition: Option<Box<str>>,
+    variants: Box<[CompiledVariant]>,
+    table: AliasTable,
+    total_weight: u64,
+}
+
+impl CompiledRoute {
+    fn compile(
+        route: &Route,
+        condition: Option<&str>,
+        path: &JsonPath,
+    ) -> Result<Self, ConfigError> {
+        let weights: Vec<u32> = route.variants.iter().map(|v| v.weight).collect();
+        let table = AliasTable::new(&weights).map_err(|e| {
+            let kind = match e {
+                WeightError::Empty => ConfigErrorKind::NoVariants,
+                WeightError::AllZero => ConfigErrorKind::AllWeightsZero,
+                WeightError::TooMany { len } => ConfigErrorKind::TooMany {
+                    what: "variants",
+                    count: len,
+                    max: crate::validate::MAX_VARIANTS,
+                },
+            };
+            ConfigError::new(path.key("variants"), kind)
+        })?;
+        let variants = route
+            .variants
+            .iter()
+            .map(|wv| CompiledVariant {
+                id: wv.variant.variant_id.as_str().into(),
+                model_id: wv.variant.model_id.as_str().into(),
+                weight: wv.weight,
+            })
+            .collect();
+        Ok(CompiledRoute {
+            id: route.route_id.as_str().into(),
+            condition: condition.map(Into::into),
+            variants,
+            table,
+            total_weight: weights.iter().map(|&w| u64::from(w)).sum(),
+        })
+    }
+
+    /// The `route_id`.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The CEL condition's source; `None` for the default route.
+    pub fn condition(&self) -> Option<&str> {
+        self.condition.as_deref()
+    }
+
+    /// The variants in configured order.
+    pub fn variants(&self) -> &[CompiledVariant] {
+        &self.variants
+    }
+
+    /// The sampler over [`variants`](Self::variants).
+    pub fn table(&self) -> &AliasTable {
+        &self.table
+    }
+
+    /// The sum of the variants' weights (positive).
+    pub fn total_weight(&self) -> u64 {
+        self.total_weight
+    }
+
+    /// The share of traffic variant `index` is configured to get: `weight / total`.
+    pub fn share(&self, index: usize) -> f64 {
+        self.variants
+            .get(index)
+            .map_or(0.0, |v| f64::from(v.weight) / self.total_weight as f64)
+    }
+}
+
+/// A validated router, compiled for O(1) decisions. Immutable; share it behind an `Arc`.
+#[derive(Debug, Clone)]
+pub struct CompiledRouter {
+    name: Box<str>,
+    version: u64,
+    routes: Box<[CompiledRoute]>,
+    default_route: Option<CompiledRoute>,
+}
+
+impl RouterConfig {
+    /// Validates with default options and compiles.
+    ///
+    /// # Errors
+    ///
+    /// Every validation problem at once (see [`validate`](crate::validate::validate)).
+    pub fn compile(&self) -> Result<CompiledRouter, ConfigErrors> {
+        self.compile_with(&ValidationOptions::default())
+    }
+
+    /// Validates with `options` and compiles.
+    ///
+    /// # Errors
+    ///
+    /// Every validation problem at once.
+    pub fn compile_with(
+        &self,
+        options: &ValidationOptions,
+    ) -> Result<CompiledRouter, ConfigErrors> {
+        validate(self, options)?;
+        let root = JsonPath::root();
+        let mut errors = Vec::new();
+        let mut routes = Vec::with_capacity(self.routes.len());
+        for (i, item) in self.routes.iter().enumerate() {
+            let condition = item.condition.as_ref().map(|c| c.cel_expression.as_str());
+            let path = root.key("routes").index(i).key("route");
+            match CompiledRoute::compile(&item.route, condition, &path) {
+                Ok(r) => routes.push(r),
+                Err(e) => errors.push(e),
+            }
+        }
+        let default_route = match &self.default_route {
+            Some(r) => match CompiledRoute::compile(r, None, &root.key("defaultRoute")) {
+                Ok(r) => Some(r),
+                Err(e) => {
+                    errors.push(e);
+                    None
+                }
+            },
+            None => None,
+        };
+        if let Some(errors) = ConfigErrors::from_vec(errors) {
+            return Err(errors);
+        }
+        Ok(CompiledRouter {
+            name: self.name.as_str().into(),
+            version: 0,
+            routes: routes.into_boxed_slice(),
+            default_route,
+        })
+    }
+}
+
+impl CompiledRouter {
+    /// The router's name (bare, without `routers/`).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The config version this router was compiled at: 0 when compiled by hand, the engine's
+    /// version of the change that loaded it otherwise.
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub(crate) fn set_version(&mut self, version: u64) {
+        self.version = version;
+    }
+
+    /// The conditional routes, in order.
+    pub fn conditional_routes(&self) -> &[CompiledRoute] {
+        &self.routes
+    }
+
+    /// The default route, if configured.
+    pub fn default_route(&self) -> Option<&CompiledRoute> {
+        self.default_route.as_ref()
+    }
+
+    /// Every route: conditional routes in order, then the default route.
+    pub fn routes(&self) -> impl Iterator<Item = &CompiledRoute> {
+        self.routes.iter().chain(self.default_route.as_ref())
+    }
+
+    /// Decides where a request goes. O(1); allocates nothing.
+    ///
+    /// Conditions are not evaluated yet: the request takes the default route.
+    ///
+    /// # Errors
+    ///
+    /// [`RouteError::NoRouteMatched`] when there is no default route.
+    #[inline]
+    pub fn decide(&self, ctx: &RequestContext<'_>) -> Result<Decision<'_>, RouteError> {
+        let Some(route) = self.default_route.as_ref() else {
+            return Err(RouteError::NoRouteMatched);
+        };
+        let draw = ctx.draw();
+        let variant = route.table.index_for(draw);
+        Ok(Decision {
+            router: self,
+            route,
+            variant: variant as u32,
+            assignment: Assignment::Random { draw },
+        })
+    }
+}
+
+/// How a decision chose its variant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Assignment {
+    /// A weighted random pick from this uniform 64-bit value.
+    Random {
+        /// The value given to [`AliasTable::index_for`].
+        draw: u64,
+    },
+}
+
+/// Where one request goes: router, route, variant and model. Borrows from the snapshot.
+#[derive(Debug, Clone, Copy)]
+pub struct Decision<'a> {
+    router: &'a CompiledRouter,
+    route: &'a CompiledRoute,
+    variant: u32,
+    assignment: Assignment,
+}
+
+impl<'a> Decision<'a> {
+    /// The router's name.
+    pub fn router(&self) -> &'a str {
+        &self.router.name
+    }
+
+    /// The chosen route's `route_id`.
+    pub fn route_id(&self) -> &'a str {
+        &self.route.id
+    }
+
+    /// The chosen variant's `variant_id`.
+    pub fn variant_id(&self) -> &'a str {
+        &self.variant().id
+    }
+
+    /// The chosen variant's `model_id`: the model to call first.
+    pub fn model_id(&self) -> &'a str {
+        &self.variant().model_id
+    }
+
+    /// The chosen variant's position in its route's `variants` list.
+    pub fn variant_index(&self) -> usize {
+        self.variant as usize
+    }
+
+    /// The config version that produced this decision.
+    pub fn version(&self) -> u64 {
+        self.router.version
+    }
+
+    /// How the variant was chosen.
+    pub fn assignment(&self) -> Assignment {
+        self.assignment
+    }
+
+    /// The chosen route.
+    pub fn route(&self) -> &'a CompiledRoute {
+        self.route
+    }
+
+    /// The chosen variant.
+    pub fn variant(&self) -> &'a CompiledVariant {
+        // `variant` came from the route's own table, so it is in range.
+        &self.route.variants[self.variant as usize]
+    }
+
+    /// The compiled router.
+    pub fn compiled_router(&self) -> &'a CompiledRouter {
+        self.router
+    }
+
+    /// How many conditional routes were passed over because conditions are not evaluated yet.
+    /// They are never treated as matches.
+    pub fn unevaluated_routes(&self) -> usize {
+        self.router.routes.len()
+    }
+}

@@ -1,0 +1,239 @@
+//! Validation: whether a well-formed [`RouterConfig`] makes sense as a router.
+//!
+//! Reading ([`RouterConfig::from_json`]) checks shape and types. Validation checks meaning and
+//! reports every problem at once, each with the JSON path of the value at fault and a sentence a
+//! user understands: the name, empty or duplicate ids, routes without variants or with all
+//! weights 0, weight sums past the limit, conditional routes without a condition, a router with
+//! no route at all, and the documented size limits below. [`RouterConfig::compile`] runs it first,
+//! so nothing invalid is ever compiled.
+
+use std::collections::HashMap;
+
+use crate::config::{Route, RouterConfig};
+use crate::error::{ConfigError, ConfigErrorKind as K, ConfigErrors, JsonPath};
+
+/// The most conditional routes a router may have.
+pub const MAX_ROUTES: usize = 1_000;
+/// The most variants a route may have.
+pub const MAX_VARIANTS: usize = 1_000_000;
+/// The longest router name, `route_id`, `variant_id` or `model_id`, in bytes.
+pub const MAX_ID_BYTES: usize = 256;
+/// The largest sum of a route's weights (`u32::MAX`).
+pub const MAX_WEIGHT_SUM: u64 = u32::MAX as u64;
+/// The longest `cel_expression`, in bytes.
+pub const MAX_CONDITION_BYTES: usize = 16 * 1024;
+
+/// How strict validation is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ValidationOptions {
+    /// Require every route's weights to add up to exactly 100, as the hosted Inworld Router does.
+    /// Off by default: abroute normalizes weights by their sum.
+    pub require_sum_100: bool,
+}
+
+impl ValidationOptions {
+    /// Inworld's rules: weights sum to exactly 100 in every route.
+    pub fn strict() -> ValidationOptions {
+        ValidationOptions {
+            require_sum_100: true,
+        }
+    }
+}
+
+/// True when `name` matches `^[a-z0-9][a-z0-9-]*$`.
+pub fn is_valid_router_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    matches!(bytes.next(), Some(b'a'..=b'z' | b'0'..=b'9'))
+        && bytes.all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-'))
+}
+
+/// Checks `config`, returning every problem found.
+///
+/// # Errors
+///
+/// All problems at once, in document order, each with its path.
+pub fn validate(config: &RouterConfig, options: &ValidationOptions) -> Result<(), ConfigErrors> {
+    let mut errors = Vec::new();
+    let root = JsonPath::root();
+    let name_path = root.key("name");
+    if config.name.len() > MAX_ID_BYTES {
+        errors.push(ConfigError::new(
+            name_path,
+            K::TooLong {
+                what: "the router name",
+                len: config.name.len(),
+                max: MAX_ID_BYTES,
+            },
+        ));
+    } else if !is_valid_router_name(&config.name) {
+        errors.push(ConfigError::new(
+            name_path,
+            K::InvalidName {
+                name: config.name.clone(),
+            },
+        ));
+    }
+    if config.routes.len() > MAX_ROUTES {
+        errors.push(ConfigError::new(
+            root.key("routes"),
+            K::TooMany {
+                what: "conditional routes",
+                count: config.routes.len(),
+                max: MAX_ROUTES,
+            },
+        ));
+    }
+    if config.routes.is_empty() && config.default_route.is_none() {
+        errors.push(ConfigError::new(root.clone(), K::NoRoutes));
+    }
+
+    let mut route_ids: HashMap<&str, JsonPath> = HashMap::new();
+    for (i, item) in config.routes.iter().enumerate() {
+        let path = root.key("routes").index(i);
+        route(
+            &item.route,
+            &path.key("route"),
+            options,
+            &mut route_ids,
+            &mut errors,
+        );
+        match &item.condition {
+            None => errors.push(ConfigError::new(path, K::MissingCondition)),
+            Some(c) => {
+                let cpath = path.key("condition").key("cel_expression");
+                if c.cel_expression.trim().is_empty() {
+                    errors.push(ConfigError::new(cpath, K::MissingCondition));
+                } else if c.cel_expression.len() > MAX_CONDITION_BYTES {
+                    errors.push(ConfigError::new(
+                        cpath,
+                        K::TooLong {
+                            what: "cel_expression",
+                            len: c.cel_expression.len(),
+                            max: MAX_CONDITION_BYTES,
+                        },
+                    ));
+                }
+            }
+        }
+    }
+    if let Some(default) = &config.default_route {
+        route(
+            default,
+            &root.key("defaultRoute"),
+            options,
+            &mut route_ids,
+            &mut errors,
+        );
+    }
+    match ConfigErrors::from_vec(errors) {
+        None => Ok(()),
+        Some(e) => Err(e),
+    }
+}
+
+fn id(value: &str, what: &'static str, path: JsonPath, errors: &mut Vec<ConfigError>) -> bool {
+    if value.is_empty() {
+        errors.push(ConfigError::new(path, K::Empty { what }));
+        false
+    } else if value.len() > MAX_ID_BYTES {
+        errors.push(ConfigError::new(
+            path,
+            K::TooLong {
+                what,
+                len: value.len(),
+                max: MAX_ID_BYTES,
+            },
+        ));
+        false
+    } else {
+        true
+    }
+}
+
+fn route<'c>(
+    route: &'c Route,
+    path: &JsonPath,
+    options: &ValidationOptions,
+    route_ids: &mut HashMap<&'c str, JsonPath>,
+    errors: &mut Vec<ConfigError>,
+) {
+    let id_path = path.key("route_id");
+    if id(&route.route_id, "route_id", id_path.clone(), errors) {
+        if let Some(first) = route_ids.get(route.route_id.as_str()) {
+            errors.push(ConfigError::new(
+                id_path,
+                K::DuplicateRouteId {
+                    id: route.route_id.clone(),
+                    first: first.clone(),
+                },
+            ));
+        } else {
+            route_ids.insert(&route.route_id, id_path);
+        }
+    }
+    let vpath = path.key("variants");
+    if route.variants.is_empty() {
+        errors.push(ConfigError::new(vpath, K::NoVariants));
+        return;
+    }
+    if route.variants.len() > MAX_VARIANTS {
+        errors.push(ConfigError::new(
+            vpath,
+            K::TooMany {
+                what: "variants",
+                count: route.variants.len(),
+                max: MAX_VARIANTS,
+            },
+        ));
+        return;
+    }
+    let mut variant_ids: HashMap<&str, JsonPath> = HashMap::with_capacity(route.variants.len());
+    for (i, wv) in route.variants.iter().enumerate() {
+        let p = vpath.index(i).key("variant");
+        let vid = p.key("variant_id");
+        if id(&wv.variant.variant_id, "variant_id", vid.clone(), errors) {
+            if let Some(first) = variant_ids.get(wv.variant.variant_id.as_str()) {
+                errors.push(ConfigError::new(
+                    vid,
+                    K::DuplicateVariantId {
+                        id: wv.variant.variant_id.clone(),
+                        first: first.clone(),
+                    },
+                ));
+            } else {
+                variant_ids.insert(&wv.variant.variant_id, vid);
+            }
+        }
+        id(&wv.variant.model_id, "model_id", p.key("model_id"), errors);
+    }
+    // At most 1,000,000 weights below 2^32: the sum fits in u64 with room to spare.
+    let sum: u64 = route.variants.iter().map(|v| u64::from(v.weight)).sum();
+    if sum == 0 {
+        errors.push(ConfigError::new(vpath, K::AllWeightsZero));
+    } else if sum > MAX_WEIGHT_SUM {
+        errors.push(ConfigError::new(
+            vpath,
+            K::WeightSumTooLarge {
+                sum,
+                max: MAX_WEIGHT_SUM,
+            },
+        ));
+    } else if options.require_sum_100 && sum != 100 {
+        errors.push(ConfigError::new(vpath, K::SumNot100 { sum }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names() {
+        for ok in ["a", "0", "compare-frontier-models", "a-", "9x"] {
+            assert!(is_valid_router_name(ok), "{ok}");
+        }
+        for bad in ["", "-a", "A", "a_b", "a b", "é", "routers/a"] {
+            assert!(!is_valid_router_name(bad), "{bad}");
+        }
+    }
+}
