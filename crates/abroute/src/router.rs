@@ -25,6 +25,7 @@
 use crate::config::{Route, RouterConfig};
 use crate::context::RequestContext;
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
+use crate::fallback::RandomFallbacks;
 use crate::table::{AliasTable, WeightError};
 use crate::validate::{ValidationOptions, validate};
 
@@ -314,6 +315,20 @@ impl<'a> Decision<'a> {
     pub fn variant(&self) -> &'a CompiledVariant {
         // `variant` came from the route's own table, so it is in range.
         &self.route.variants[self.variant as usize]
+    }
+
+    /// The other variants of the chosen route, in the order to try them when this one fails:
+    /// never the chosen variant, never a weight-0 one, each other variant exactly once.
+    ///
+    /// For a random decision this is weighted sampling without replacement (see
+    /// [`fallback`](crate::fallback)), reproducible from the decision's draw. Off the hot path:
+    /// it allocates a small bitset.
+    pub fn fallbacks(&self) -> RandomFallbacks<'a> {
+        match self.assignment {
+            Assignment::Random { draw } => {
+                RandomFallbacks::new(self.route, self.variant as usize, draw)
+            }
+        }
     }
 
     /// The compiled router.

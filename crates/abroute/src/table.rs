@@ -245,3 +245,35 @@ impl Distribution<usize> for AliasTable {
         self.index_for(rng.next_u64())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `index_for` agrees with the arithmetic `preimage_counts` sums: at every bucket, the last
+    /// position below the threshold picks the bucket and the first position at it picks the alias.
+    #[test]
+    fn index_for_matches_the_counted_intervals() {
+        for weights in [
+            vec![1u32],
+            vec![0, 5],
+            vec![33, 33, 34],
+            vec![1, 0, 999, 7, 0, 3],
+            (1..=37).collect::<Vec<u32>>(),
+        ] {
+            let t = AliasTable::new(&weights).unwrap();
+            for (b, &entry) in t.buckets.iter().enumerate() {
+                let threshold = entry & t.mask;
+                let alias = (entry >> t.shift) as usize;
+                let base = (b as u64) << t.shift;
+                if threshold > 0 {
+                    assert_eq!(t.index_for(base), b);
+                    assert_eq!(t.index_for(base | (threshold - 1)), b);
+                }
+                assert_eq!(t.index_for(base | threshold), alias);
+                assert_eq!(t.index_for(base | t.mask), alias);
+                assert!(alias < weights.len(), "alias {alias} out of range");
+            }
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! Behaviour of the engine and compiled routers: decisions, versions, rejected changes,
+//! all-or-nothing replacement, and readers racing a writer.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread;
+
+use abroute::{ConfigErrorKind, Engine, RequestContext, RouteError, RouterConfig};
+
+const SEED: &str = r#"{ "name": "compare-frontier-models", "defaultRoute": { "route_id": "default", "variants": [ { "variant": { "variant_id": "openai/gpt-4o-mini-a", "model_id": "openai/gpt-4o-mini" }, "weight": 33 }, { "variant": { "variant_id": "openai/gpt-3.5-turbo-b", "model_id": "openai/gpt-3.5-turbo" }, "weight": 33 }, { "variant": { "variant_id": "openai/gpt-4.1-c", "model_id": "openai/gpt-4.1" }, "weight": 34 } ] } }"#;
+
+fn router(name: &str, route_id: &str, variants: &[(&str, &str, u32)]) -> RouterConfig {
+    let variants: Vec<String> = variants
+        .iter()
+        .map(|(id, model, w)| {
+            format!(
+                r#"{{ "variant": {{ "variant_id": "{id}", "model_id": "{model}" }}, "weight": {w} }}"#
+            )
+        })
+        .collect();
+    RouterConfig::from_json(&format!(
+        r#"{{ "name": "{name}", "defaultRoute": {{ "route_id": "{route_id}", "variants": [{}] }} }}"#,
+        variants.join(",")
+    ))
+    .expect("test config parses")
+}
+
+#[test]
+fn seed_router_routes_with_every_field() {
+    let engine = Engine::new();
+    let v = engine
+        .upsert(RouterConfig::from_json(SEED).unwrap())
+        .unwrap();
+    assert_eq!(v, 1);
+    let snap = engine.load();
+    // u64::MAX lands in the last bucket; 0 in the first.
+    let d = snap
+        .route(
+            "compare-frontier-models",
+            &RequestContext::new().with_random(0),
+        )
+        .unwrap();
+    assert_eq!(d.router(), "compare-frontier-models");
+    assert_eq!(d.route_id(), "default");
+    assert_eq!(d.variant_index(), 0);
+    assert_eq!(d.variant_id(), "openai/gpt-4o-mini-a");
+    assert_eq!(d.model_id(), "openai/gpt-4o-mini");
+    assert_eq!(d.version(), 1);
+    assert_eq!(d.unevaluated_routes(), 0);
+    let d = snap
+        .route(
+            "compare-frontier-models",
+            &RequestContext::new().with_random(u64::MAX),
+        )
+        .unwrap();
+    assert_eq!(d.variant_id(), "openai/gpt-4.1-c");
+}
+
+#[test]
+fn realized_split_follows_weights() {
+    let engine = Engine::new();
+    engine
+        .upsert(RouterConfig::from_json(SEED).unwrap())
+        .unwrap();
+    let snap = engine.load();
+    let mut counts = [0u32; 3];
+    // A deterministic equidistributed sequence of draws (Weyl sequence).
+    let mut x = 0u64;
+    for _ in 0..100_000 {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let d = snap
+            .route(
+                "compare-frontier-models",
+                &RequestContext::new().with_random(x),
+            )
+            .unwrap();
+        counts[d.variant_index()] += 1;
+    }
+    for (c, w) in counts.iter().zip([33.0, 33.0, 34.0]) {
+        let share = f64::from(*c) / 1000.0;
+        assert!((share - w).abs() < 0.1, "share {share} for weight {w}");
+    }
+}
+
+#[test]
+fn unknown_router_and_no_route_matched() {
+    let engine = Engine::new();
+    let snap = engine.load();
+    let err = snap.route("nope", &RequestContext::new()).unwrap_err();
+    assert_eq!(err, RouteError::UnknownRouter("nope".into()));
+    assert_eq!(err.to_string(), "unknown router \"nope\"");
+
+    // Only a conditional route: conditions are not evaluated yet, so nothing matches.
+    let only_conditional = RouterConfig::from_json(
+        r#"{ "name": "c", "routes": [ { "route": { "route_id": "premium", "variants": [
+            { "variant": { "variant_id": "big", "model_id": "openai/gpt-4.1" }, "weight": 100 } ] },
+            "condition": { "cel_expression": "tier == \"premium\"" } } ] }"#,
+    )
+    .unwrap();
+    engine.upsert(only_conditional).unwrap();
+    let snap = engine.load();
+    let err = snap
+        .route("c", &RequestContext::new().with_metadata("tier", "premium"))
+        .unwrap_err();
+    assert_eq!(err, RouteError::NoRouteMatched);
+    assert_eq!(
+        err.to_string(),
+        "No route matched. Configure a default route or adjust conditions."
+    );
+}
+
+#[test]
+fn conditional_routes_are_reported_not_matched() {
+    let config = RouterConfig::from_json(
+        r#"{ "name": "c", "routes": [ { "route": { "route_id": "premium", "variants": [
+            { "variant": { "variant_id": "big", "model_id": "openai/gpt-4.1" }, "weight": 100 } ] },
+            "condition": { "cel_expression": "true" } } ],
+            "defaultRoute": { "route_id": "default", "variants": [
+            { "variant": { "variant_id": "small", "model_id": "openai/gpt-4o-mini" }, "weight": 1 } ] } }"#,
+    )
+    .unwrap();
+    let compiled = config.compile().unwrap();
+    assert_eq!(compiled.conditional_routes().len(), 1);
+    assert_eq!(compiled.conditional_routes()[0].condition(), Some("true"));
+    let d = compiled.decide(&RequestContext::new()).unwrap();
+    assert_eq!(
+        d.route_id(),
+        "default",
+        "an unevaluated condition never matches"
+    );
+    assert_eq!(d.unevaluated_routes(), 1);
+}
+
+#[test]
+fn versions_grow_and_rejected_configs_change_nothing() {
+    let engine = Engine::new();
+    assert_eq!(engine.version(), 0);
+    let v1 = engine
+        .upsert(router("r", "default", &[("a", "m1", 1)]))
+        .unwrap();
+    let v2 = engine
+        .upsert(router("s", "default", &[("a", "m1", 1)]))
+        .unwrap();
+    assert!(v2 > v1);
+    let before = engine.load_full();
+
+    // Invalid: all weights zero and a duplicate variant id. Both reported, nothing swapped.
+    let bad = router("r", "default", &[("a", "m2", 0), ("a", "m3", 0)]);
+    let errors = engine.upsert(bad).unwrap_err();
+    let kinds: Vec<_> = errors.errors().iter().map(|e| &e.kind).collect();
+    assert!(matches!(
+        kinds[0],
+        ConfigErrorKind::DuplicateVariantId { .. }
+    ));
+    assert!(matches!(kinds[1], ConfigErrorKind::AllWeightsZero));
+    assert_eq!(
+        errors.errors()[0].path.to_string(),
+        "defaultRoute.variants[1].variant.variant_id"
+    );
+    let after = engine.load_full();
+    assert!(
+        Arc::ptr_eq(&before, &after),
+        "the old snapshot keeps serving"
+    );
+    let snap = engine.load();
+    let d = snap.route("r", &RequestContext::new()).unwrap();
+    assert_eq!((d.model_id(), d.version()), ("m1", v1));
+
+    assert!(engine.remove("routers/s"));
+    assert!(!engine.remove("s"));
+    assert_eq!(engine.version(), v2 + 1);
+    assert!(engine.load().router("s").is_none());
+}
+
+#[test]
+fn replace_all_is_all_or_nothing() {
+    let engine = Engine::new();
+    engine
+        .upsert(router("keep", "default", &[("a", "m", 1)]))
+        .unwrap();
+    let good = router("x", "default", &[("a", "m", 1)]);
+    let bad = router("Bad_Name", "", &[("a", "m", 1)]);
+    let errors = engine
+        .replace_all(vec![good.clone(), bad, good.clone()])
+        .unwrap_err();
+    let text = errors.to_string();
+    assert!(
+        text.contains("[1].name: invalid router name \"Bad_Name\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("[1].defaultRoute.route_id: route_id must not be empty"),
+        "{text}"
+    );
+    assert!(
+        text.contains("[2].name: router name \"x\" appears more than once"),
+        "{text}"
+    );
+    assert!(engine.load().router("keep").is_some(), "nothing replaced");
+
+    let v = engine.replace_all(vec![good]).unwrap();
+    let snap = engine.load();
+    assert_eq!(snap.names(), vec!["x"]);
+    assert_eq!(snap.version(), v);
+}
+
+/// Readers route while a writer alternates between two configs (and throws in invalid ones).
+/// Every decision must belong wholly to the config of its version: never a mix.
+#[test]
+fn readers_never_see_a_mix_while_a_writer_swaps() {
+    let engine = Arc::new(Engine::new());
+    let a = router(
+        "r",
+        "route-a",
+        &[("a1", "model-a1", 1), ("a2", "model-a2", 3)],
+    );
+    let b = router(
+        "r",
+        "route-b",
+        &[
+            ("b1", "model-b1", 1),
+            ("b2", "model-b2", 1),
+            ("b3", "model-b3", 1),
+        ],
+    );
+    let first = engine.upsert(a.clone()).unwrap();
+    let versions: Arc<Mutex<HashMap<u64, char>>> =
+        Arc::new(Mutex::new(HashMap::from([(first, 'a')])));
+    let stop = Arc::new(AtomicBool::new(false));
+
+    let readers: Vec<_> = (0..3)
+        .map(|_| {
+            let engine = Arc::clone(&engine);
+            let stop = Arc::clone(&stop);
+            thread::spawn(move || {
+                let mut seen = Vec::new();
+                while !stop.load(Ordering::Relaxed) {
+                    let snap = engine.load();
+                    let d = snap
+                        .route("r", &RequestContext::new())
+                        .expect("never fails");
+                    seen.push((
+                        d.version(),
+                        d.route_id().to_owned(),
+                        d.variant_id().to_owned(),
+                        d.model_id().to_owned(),
+                    ));
+                }
+                seen
+            })
+        })
+        .collect();
+
+    for i in 0..2_000 {
+        let (config, tag) = if i % 2 == 0 { (&b, 'b') } else { (&a, 'a') };
+        let mut versions_guard = versions.lock().unwrap();
+        let v = engine.upsert(config.clone()).unwrap();
+        versions_guard.insert(v, tag);
+        drop(versions_guard);
+        if i % 100 == 0 {
+            let bad = router("r", "route-x", &[("x", "", 1)]);
+            assert!(engine.upsert(bad).is_err());
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+
+    let versions = versions.lock().unwrap();
+    let mut total = 0;
+    for reader in readers {
+        for (version, route, variant, model) in reader.join().expect("reader never panics") {
+            total += 1;
+            let tag = versions[&version];
+            let expected_route = format!("route-{tag}");
+            assert_eq!(route, expected_route, "version {version}");
+            assert!(variant.starts_with(tag), "{variant} in config {tag}");
+            assert_eq!(model, format!("model-{variant}"));
+        }
+    }
+    assert!(total > 0);
+}
