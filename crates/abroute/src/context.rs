@@ -111,6 +111,7 @@ impl<'a> From<&'a Value> for MetadataValue<'a> {
 pub struct RequestContext<'a> {
     user: Option<&'a str>,
     metadata: Vec<(Cow<'a, str>, MetadataValue<'a>)>,
+    models: Vec<Cow<'a, str>>,
     random: Option<u64>,
 }
 
@@ -148,6 +149,22 @@ impl<'a> RequestContext<'a> {
     pub fn with_random(mut self, x: u64) -> RequestContext<'a> {
         self.random = Some(x);
         self
+    }
+
+    /// Appends models the request itself wants tried after the configured ones (Inworld's
+    /// `extra_body.models`). Duplicates of configured models are skipped by the plan.
+    pub fn with_models<I, M>(mut self, models: I) -> RequestContext<'a>
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<Cow<'a, str>>,
+    {
+        self.models.extend(models.into_iter().map(Into::into));
+        self
+    }
+
+    /// The request's own fallback models.
+    pub fn models(&self) -> &[Cow<'a, str>] {
+        &self.models
     }
 
     /// The sticky key, if any.

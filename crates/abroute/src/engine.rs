@@ -27,6 +27,7 @@
 //! ```
 
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 use rustc_hash::FxHashMap;
@@ -34,7 +35,9 @@ use rustc_hash::FxHashMap;
 use crate::config::RouterConfig;
 use crate::context::RequestContext;
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
-use crate::router::{CompiledRouter, Decision};
+use crate::health::{HealthConfig, HealthRegistry, Outcome};
+use crate::router::{CompiledRouter, Decision, Registries};
+use crate::stats::{StatsRegistry, VariantStatsSnapshot};
 use crate::validate::ValidationOptions;
 
 /// A loaded router: the compiled tables and the config they came from.
@@ -99,6 +102,23 @@ impl Snapshot {
         self.routers.is_empty()
     }
 
+    /// Every variant's counters in router `name`: (route_id, variant_id, counters), routes in
+    /// order. Empty for an unknown router.
+    pub fn stats(&self, name: &str) -> Vec<(String, String, VariantStatsSnapshot)> {
+        let Some(r) = self.routers.get(name) else {
+            return Vec::new();
+        };
+        r.compiled
+            .routes()
+            .flat_map(|route| {
+                route.variants().iter().filter_map(move |v| {
+                    v.stats()
+                        .map(|s| (route.id().to_owned(), v.id().to_owned(), s.snapshot()))
+                })
+            })
+            .collect()
+    }
+
     /// The names of the loaded routers, sorted.
     pub fn names(&self) -> Vec<&str> {
         let mut names: Vec<&str> = self.routers.keys().map(|k| &**k).collect();
@@ -138,6 +158,8 @@ pub struct Engine {
     /// Serializes writers so versions grow by one per change; readers never touch it.
     writer: Mutex<()>,
     options: ValidationOptions,
+    /// Health and counters, keyed by model and variant ids so they outlive snapshots.
+    registries: Registries,
 }
 
 impl Default for Engine {
@@ -154,11 +176,31 @@ impl Engine {
 
     /// An empty engine validating every change with `options`.
     pub fn with_options(options: ValidationOptions) -> Engine {
+        Engine::with_health(options, HealthConfig::default())
+    }
+
+    /// An empty engine with these validation options and health thresholds.
+    pub fn with_health(options: ValidationOptions, health: HealthConfig) -> Engine {
         Engine {
             current: ArcSwap::from_pointee(Snapshot::default()),
             writer: Mutex::new(()),
             options,
+            registries: Registries {
+                health: HealthRegistry::new(health),
+                stats: StatsRegistry::default(),
+            },
         }
+    }
+
+    /// The health of every model and provider named by a loaded router.
+    pub fn health(&self) -> &HealthRegistry {
+        &self.registries.health
+    }
+
+    /// Reports an attempt's outcome for `model` by name (and its provider), at `now`.
+    /// Hosts that keep the [`AttemptPlan`](crate::AttemptPlan) report through it instead.
+    pub fn report(&self, model: &str, outcome: Outcome, now: Duration) {
+        self.registries.health.report(model, outcome, now);
     }
 
     /// The current snapshot, for routing. Lock-free.
@@ -180,7 +222,7 @@ impl Engine {
     }
 
     fn compile(&self, config: &RouterConfig) -> Result<CompiledRouter, ConfigErrors> {
-        config.compile_with(&self.options)
+        config.compile_in(&self.options, &self.registries)
     }
 
     /// Publishes `change` applied to the current routers, as version `current + 1`.

@@ -113,3 +113,21 @@ impl<'a> Iterator for RandomFallbacks<'a> {
         Some((i, v))
     }
 }
+
+/// The fallback order of a decision, whatever its assignment.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Fallbacks<'a> {
+    /// Weighted sampling without replacement, for a random decision.
+    Random(RandomFallbacks<'a>),
+}
+
+impl<'a> Iterator for Fallbacks<'a> {
+    type Item = (usize, &'a CompiledVariant);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            Fallbacks::Random(r) => r.next(),
+        }
+    }
+}

@@ -41,8 +41,12 @@ pub mod context;
 pub mod engine;
 pub mod error;
 pub mod fallback;
+pub mod health;
+pub mod plan;
 mod random;
+pub mod record;
 pub mod router;
+pub mod stats;
 pub mod table;
 pub mod validate;
 
@@ -50,8 +54,13 @@ pub use config::RouterConfig;
 pub use context::{MetadataValue, RequestContext};
 pub use engine::{Engine, LoadedRouter, Snapshot, SnapshotGuard};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
-pub use fallback::RandomFallbacks;
-pub use router::{Assignment, CompiledRoute, CompiledRouter, CompiledVariant, Decision};
+pub use fallback::{Fallbacks, RandomFallbacks};
+pub use health::{FailureClass, Health, HealthConfig, Outcome};
+pub use plan::{Attempt, AttemptPlan};
+pub use record::DecisionRecord;
+pub use router::{
+    Assignment, CompiledRoute, CompiledRouter, CompiledVariant, Decision, ModelTarget,
+};
 pub use table::{AliasTable, WeightError};
 pub use validate::ValidationOptions;
 

@@ -22,12 +22,71 @@
 //! assert_eq!(d.variant_id(), "b");
 //! ```
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustc_hash::FxHashMap;
+
 use crate::config::{Route, RouterConfig};
 use crate::context::RequestContext;
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
-use crate::fallback::RandomFallbacks;
+use crate::fallback::{Fallbacks, RandomFallbacks};
+use crate::health::{Health, HealthRegistry, Outcome, provider_of};
+use crate::plan::AttemptPlan;
+use crate::stats::{StatsRegistry, VariantStats};
 use crate::table::{AliasTable, WeightError};
 use crate::validate::{ValidationOptions, validate};
+
+/// Routes with more variants than this keep no per-variant counters (they would cost 2 KiB per
+/// variant); decision records still name every variant.
+pub const MAX_STATS_VARIANTS: usize = 4096;
+
+/// A model a variant may call, with the health of the model and of its provider.
+#[derive(Debug, Clone)]
+pub struct ModelTarget {
+    id: Box<str>,
+    health: Arc<Health>,
+    provider: Option<Arc<Health>>,
+}
+
+impl ModelTarget {
+    /// The model id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The model's health.
+    pub fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// The provider's health (`openai` for `openai/gpt-4.1`), if the id names a provider.
+    pub fn provider_health(&self) -> Option<&Health> {
+        self.provider.as_deref()
+    }
+
+    /// Whether a request may be sent to this model at `now`: the provider is not ejected and the
+    /// model is available (healthy, or this caller holds its half-open probe).
+    #[inline]
+    pub fn is_available(&self, now: Duration) -> bool {
+        !self.provider.as_ref().is_some_and(|p| p.is_ejected(now)) && self.health.is_available(now)
+    }
+
+    /// Reports an outcome to the model's and the provider's health.
+    pub fn report(&self, outcome: Outcome, now: Duration) {
+        self.health.report(outcome, now);
+        if let Some(p) = &self.provider {
+            p.report(outcome, now);
+        }
+    }
+}
+
+/// The shared state compiled routers link to: health by model and provider, counters by variant.
+#[derive(Debug, Default)]
+pub(crate) struct Registries {
+    pub(crate) health: HealthRegistry,
+    pub(crate) stats: StatsRegistry,
+}
 
 /// One variant of a compiled route.
 #[derive(Debug, Clone)]
@@ -35,6 +94,8 @@ pub struct CompiledVariant {
     id: Box<str>,
     model_id: Box<str>,
     weight: u32,
+    targets: Box<[ModelTarget]>,
+    stats: Option<Arc<VariantStats>>,
 }
 
 impl CompiledVariant {
@@ -52,6 +113,17 @@ impl CompiledVariant {
     pub fn weight(&self) -> u32 {
         self.weight
     }
+
+    /// The models to try for this variant: `model_id`, then `model_selection.models` in order,
+    /// without duplicates.
+    pub fn targets(&self) -> &[ModelTarget] {
+        &self.targets
+    }
+
+    /// The variant's counters (`None` in routes past [`MAX_STATS_VARIANTS`]).
+    pub fn stats(&self) -> Option<&VariantStats> {
+        self.stats.as_deref()
+    }
 }
 
 /// A route with its variants and their alias table.
@@ -62,13 +134,33 @@ pub struct CompiledRoute {
     variants: Box<[CompiledVariant]>,
     table: AliasTable,
     total_weight: u64,
+    across_variants: bool,
+}
+
+/// Per-compile cache of the health entries, so a model named by many variants costs one lookup.
+type HealthCache = FxHashMap<Box<str>, Arc<Health>>;
+
+fn cached_health(
+    cache: &mut HealthCache,
+    id: &str,
+    get: impl FnOnce(&str) -> Arc<Health>,
+) -> Arc<Health> {
+    if let Some(h) = cache.get(id) {
+        return Arc::clone(h);
+    }
+    let h = get(id);
+    cache.insert(id.into(), Arc::clone(&h));
+    h
 }
 
 impl CompiledRoute {
     fn compile(
+        router: &str,
         route: &Route,
         condition: Option<&str>,
         path: &JsonPath,
+        registries: &Registries,
+        cache: &mut (HealthCache, HealthCache),
     ) -> Result<Self, ConfigError> {
         let weights: Vec<u32> = route.variants.iter().map(|v| v.weight).collect();
         let table = AliasTable::new(&weights).map_err(|e| {
@@ -83,13 +175,38 @@ impl CompiledRoute {
             };
             ConfigError::new(path.key("variants"), kind)
         })?;
+        let with_stats = route.variants.len() <= MAX_STATS_VARIANTS;
         let variants = route
             .variants
             .iter()
-            .map(|wv| CompiledVariant {
-                id: wv.variant.variant_id.as_str().into(),
-                model_id: wv.variant.model_id.as_str().into(),
-                weight: wv.weight,
+            .map(|wv| {
+                let v = &wv.variant;
+                let fallbacks = v.model_selection.iter().flat_map(|m| m.models.iter());
+                let mut targets: Vec<ModelTarget> = Vec::with_capacity(1);
+                for model in std::iter::once(&v.model_id).chain(fallbacks) {
+                    if model.is_empty() || targets.iter().any(|t| *t.id == **model) {
+                        continue;
+                    }
+                    let (models, providers) = &mut *cache;
+                    targets.push(ModelTarget {
+                        id: model.as_str().into(),
+                        health: cached_health(models, model, |m| registries.health.model(m)),
+                        provider: provider_of(model).map(|p| {
+                            cached_health(providers, p, |p| registries.health.provider(p))
+                        }),
+                    });
+                }
+                CompiledVariant {
+                    id: v.variant_id.as_str().into(),
+                    model_id: v.model_id.as_str().into(),
+                    weight: wv.weight,
+                    targets: targets.into_boxed_slice(),
+                    stats: with_stats.then(|| {
+                        registries
+                            .stats
+                            .variant(router, &route.route_id, &v.variant_id)
+                    }),
+                }
             })
             .collect();
         Ok(CompiledRoute {
@@ -98,7 +215,13 @@ impl CompiledRoute {
             variants,
             table,
             total_weight: weights.iter().map(|&w| u64::from(w)).sum(),
+            across_variants: false,
         })
+    }
+
+    /// Whether failover continues to the route's other variants (`failover.across_variants`).
+    pub fn across_variants(&self) -> bool {
+        self.across_variants
     }
 
     /// The `route_id`.
@@ -162,20 +285,44 @@ impl RouterConfig {
         &self,
         options: &ValidationOptions,
     ) -> Result<CompiledRouter, ConfigErrors> {
+        self.compile_in(options, &Registries::default())
+    }
+
+    /// Validates and compiles, linking models and variants to the engine's shared state.
+    pub(crate) fn compile_in(
+        &self,
+        options: &ValidationOptions,
+        registries: &Registries,
+    ) -> Result<CompiledRouter, ConfigErrors> {
         validate(self, options)?;
+        let mut cache = (HealthCache::default(), HealthCache::default());
         let root = JsonPath::root();
         let mut errors = Vec::new();
         let mut routes = Vec::with_capacity(self.routes.len());
         for (i, item) in self.routes.iter().enumerate() {
             let condition = item.condition.as_ref().map(|c| c.cel_expression.as_str());
             let path = root.key("routes").index(i).key("route");
-            match CompiledRoute::compile(&item.route, condition, &path) {
+            match CompiledRoute::compile(
+                &self.name,
+                &item.route,
+                condition,
+                &path,
+                registries,
+                &mut cache,
+            ) {
                 Ok(r) => routes.push(r),
                 Err(e) => errors.push(e),
             }
         }
         let default_route = match &self.default_route {
-            Some(r) => match CompiledRoute::compile(r, None, &root.key("defaultRoute")) {
+            Some(r) => match CompiledRoute::compile(
+                &self.name,
+                r,
+                None,
+                &root.key("defaultRoute"),
+                registries,
+                &mut cache,
+            ) {
                 Ok(r) => Some(r),
                 Err(e) => {
                     errors.push(e);
@@ -241,6 +388,9 @@ impl CompiledRouter {
         };
         let draw = ctx.draw();
         let variant = route.table.index_for(draw);
+        if let Some(stats) = &route.variants[variant].stats {
+            stats.record_request();
+        }
         Ok(Decision {
             router: self,
             route,
@@ -323,12 +473,23 @@ impl<'a> Decision<'a> {
     /// For a random decision this is weighted sampling without replacement (see
     /// [`fallback`](crate::fallback)), reproducible from the decision's draw. Off the hot path:
     /// it allocates a small bitset.
-    pub fn fallbacks(&self) -> RandomFallbacks<'a> {
+    pub fn fallbacks(&self) -> Fallbacks<'a> {
         match self.assignment {
-            Assignment::Random { draw } => {
-                RandomFallbacks::new(self.route, self.variant as usize, draw)
-            }
+            Assignment::Random { draw } => Fallbacks::Random(RandomFallbacks::new(
+                self.route,
+                self.variant as usize,
+                draw,
+            )),
         }
+    }
+
+    /// The attempt plan at `now`: the models to try in order, with ejected ones skipped (see
+    /// [`plan`](crate::plan)). `ctx` supplies the request's own fallback models.
+    pub fn plan<'p>(&self, ctx: &'p RequestContext<'_>, now: Duration) -> AttemptPlan<'p>
+    where
+        'a: 'p,
+    {
+        AttemptPlan::new(*self, ctx.models(), now)
     }
 
     /// The compiled router.

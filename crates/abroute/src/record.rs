@@ -1,0 +1,108 @@
+//! Decision records: an owned, serializable account of one request's routing, for logs and
+//! experiment analysis.
+//!
+//! A record names the *assigned* variant (what the experiment put the request in) and, apart,
+//! the variant and model that finally *served* it, so an analysis by intention to treat stays
+//! possible when failover served the request elsewhere. `docs/records.md` gives the JSON schema.
+//!
+//! 64-bit values that are identifiers rather than quantities (the random draw, the sticky key
+//! hash) are written as 16-digit lowercase hex strings, so JSON readers that hold numbers as
+//! doubles do not round them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::health::Outcome;
+use crate::plan::AttemptSource;
+use crate::router::{Assignment, Decision};
+
+/// How the assigned variant was chosen.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AssignmentRecord {
+    /// A weighted random pick.
+    Random {
+        /// The uniform 64-bit value the pick used, as 16 hex digits.
+        draw: String,
+    },
+    /// A sticky assignment from the request's key.
+    Sticky {
+        /// The 64-bit hash of the key, as 16 hex digits.
+        key_hash: String,
+        /// The bucket (slot) of the sticky table the key fell in.
+        bucket: u32,
+    },
+}
+
+impl From<Assignment> for AssignmentRecord {
+    fn from(a: Assignment) -> Self {
+        match a {
+            Assignment::Random { draw } => AssignmentRecord::Random {
+                draw: format!("{draw:016x}"),
+            },
+        }
+    }
+}
+
+/// One attempt and how it ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// The variant the attempt served.
+    pub variant_id: String,
+    /// The model called.
+    pub model: String,
+    /// True when the attempt belonged to the assigned variant.
+    pub assigned_variant: bool,
+    /// Where in the plan it came from.
+    pub source: AttemptSource,
+    /// How it ended.
+    #[serde(flatten)]
+    pub outcome: Outcome,
+    /// How long it took, in milliseconds.
+    pub latency_ms: u64,
+    /// Time to first token, in milliseconds, when streamed.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub time_to_first_token_ms: Option<u64>,
+}
+
+/// Everything needed to analyse one request's routing later.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DecisionRecord {
+    /// The router's name.
+    pub router: String,
+    /// The route taken.
+    pub route_id: String,
+    /// The variant the request was assigned to (intention to treat).
+    pub assigned_variant_id: String,
+    /// The assigned variant's primary model.
+    pub assigned_model_id: String,
+    /// The variant that finally served, if any attempt succeeded.
+    pub served_variant_id: Option<String>,
+    /// The model that finally served, if any attempt succeeded.
+    pub served_model_id: Option<String>,
+    /// The config version that made the decision.
+    pub version: u64,
+    /// How the variant was assigned.
+    pub assignment: AssignmentRecord,
+    /// Every reported attempt, in order.
+    pub attempts: Vec<AttemptRecord>,
+    /// True when every candidate was ejected and the plan ignored health.
+    pub fail_open: bool,
+}
+
+impl DecisionRecord {
+    /// A record of the decision alone (no attempts yet).
+    pub fn from_decision(d: &Decision<'_>) -> DecisionRecord {
+        DecisionRecord {
+            router: d.router().to_owned(),
+            route_id: d.route_id().to_owned(),
+            assigned_variant_id: d.variant_id().to_owned(),
+            assigned_model_id: d.model_id().to_owned(),
+            served_variant_id: None,
+            served_model_id: None,
+            version: d.version(),
+            assignment: d.assignment().into(),
+            attempts: Vec::new(),
+            fail_open: false,
+        }
+    }
+}
