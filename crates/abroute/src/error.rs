@@ -3,7 +3,7 @@
 //! Building (parse, validate, compile) returns rich errors; running ([`route`]) fails only for
 //! the two reasons a valid snapshot can give: the router does not exist, or no route matched.
 //!
-//! [`route`]: crate::engine::SnapshotGuard::route
+//! [`route`]: crate::engine::Snapshot::route
 
 use std::fmt;
 
@@ -92,7 +92,8 @@ impl fmt::Display for JsonPath {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum ConfigErrorKind {
-    /// The text is not JSON (or ends early); serde_json's message with its line and column.
+    /// The text is not JSON (or ends early, or repeats a key within one object); serde_json's
+    /// message with its line and column.
     Syntax {
         /// serde_json's description, without the position.
         message: String,

@@ -14,6 +14,8 @@
 //! - [`router`]: [`CompiledRouter`] and the [`Decision`] it gives.
 //! - [`context`]: [`RequestContext`], what a decision may look at.
 //! - [`engine`]: [`Engine`], every router in an `arc-swap` snapshot.
+//! - [`catalog`]: [`Catalog`], model facts (limits, prices, capabilities); [`select`]: `auto`,
+//!   sorted and provider selection ([`order_models`]).
 //!
 //! Building can fail with rich errors; routing cannot fail on a valid snapshot except for an
 //! unknown router or no matching route ([`RouteError`]).
@@ -36,6 +38,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod catalog;
 pub mod config;
 pub mod context;
 pub mod engine;
@@ -46,10 +49,12 @@ pub mod plan;
 mod random;
 pub mod record;
 pub mod router;
+pub mod select;
 pub mod stats;
 pub mod table;
 pub mod validate;
 
+pub use catalog::{Capability, Catalog, ModelInfo, Needs, Unsuitable};
 pub use config::RouterConfig;
 pub use context::{MetadataValue, RequestContext};
 pub use engine::{Engine, LoadedRouter, Snapshot, SnapshotGuard};
@@ -61,6 +66,7 @@ pub use record::DecisionRecord;
 pub use router::{
     Assignment, CompiledRoute, CompiledRouter, CompiledVariant, Decision, ModelTarget,
 };
+pub use select::{ModelMetrics, SelectionError, order_models, validate_selection};
 pub use table::{AliasTable, WeightError};
 pub use validate::ValidationOptions;
 

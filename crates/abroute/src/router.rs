@@ -271,7 +271,7 @@ impl RouterConfig {
     ///
     /// # Errors
     ///
-    /// Every validation problem at once (see [`validate`](crate::validate::validate)).
+    /// Every validation problem at once (see [`crate::validate::validate`]).
     pub fn compile(&self) -> Result<CompiledRouter, ConfigErrors> {
         self.compile_with(&ValidationOptions::default())
     }

@@ -160,14 +160,17 @@ impl VariantStats {
 /// [`HealthRegistry`](crate::health::HealthRegistry) so counters survive config swaps.
 #[derive(Debug, Default)]
 pub struct StatsRegistry {
-    entries: Mutex<HashMap<(Box<str>, Box<str>, Box<str>), Weak<VariantStats>>>,
+    entries: Mutex<HashMap<VariantKey, Weak<VariantStats>>>,
 }
+
+/// (router, route_id, variant_id).
+type VariantKey = (Box<str>, Box<str>, Box<str>);
 
 impl StatsRegistry {
     /// The counters of one variant, created at zero if nobody holds them.
     pub fn variant(&self, router: &str, route: &str, variant: &str) -> Arc<VariantStats> {
         let mut map = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
-        let key: (Box<str>, Box<str>, Box<str>) = (router.into(), route.into(), variant.into());
+        let key: VariantKey = (router.into(), route.into(), variant.into());
         if let Some(s) = map.get(&key).and_then(Weak::upgrade) {
             return s;
         }
