@@ -16,7 +16,7 @@ use crate::error::{ConfigError, ConfigErrorKind as K, ConfigErrors, JsonPath};
 pub const MAX_ROUTES: usize = 1_000;
 /// The most variants a route may have.
 pub const MAX_VARIANTS: usize = 1_000_000;
-/// The longest router name, `route_id`, `variant_id` or `model_id`, in bytes.
+/// The longest router name, `route_id`, `variant_id`, `model_id` or route `salt`, in bytes.
 pub const MAX_ID_BYTES: usize = 256;
 /// The largest sum of a route's weights (`u32::MAX`).
 pub const MAX_WEIGHT_SUM: u64 = u32::MAX as u64;
@@ -131,13 +131,20 @@ pub fn validate(config: &RouterConfig, options: &ValidationOptions) -> Result<()
     }
 }
 
-fn id(value: &str, what: &'static str, path: JsonPath, errors: &mut Vec<ConfigError>) -> bool {
+/// Checks one id. `path` is only called on error: building a `JsonPath` allocates, and a
+/// route may have a million variants.
+fn id(
+    value: &str,
+    what: &'static str,
+    path: impl FnOnce() -> JsonPath,
+    errors: &mut Vec<ConfigError>,
+) -> bool {
     if value.is_empty() {
-        errors.push(ConfigError::new(path, K::Empty { what }));
+        errors.push(ConfigError::new(path(), K::Empty { what }));
         false
     } else if value.len() > MAX_ID_BYTES {
         errors.push(ConfigError::new(
-            path,
+            path(),
             K::TooLong {
                 what,
                 len: value.len(),
@@ -158,7 +165,7 @@ fn route<'c>(
     errors: &mut Vec<ConfigError>,
 ) {
     let id_path = path.key("route_id");
-    if id(&route.route_id, "route_id", id_path.clone(), errors) {
+    if id(&route.route_id, "route_id", || id_path.clone(), errors) {
         if let Some(first) = route_ids.get(route.route_id.as_str()) {
             errors.push(ConfigError::new(
                 id_path,
@@ -170,6 +177,9 @@ fn route<'c>(
         } else {
             route_ids.insert(&route.route_id, id_path);
         }
+    }
+    if let Some(salt) = &route.salt {
+        id(salt, "salt", || path.key("salt"), errors);
     }
     let vpath = path.key("variants");
     if route.variants.is_empty() {
@@ -187,24 +197,34 @@ fn route<'c>(
         ));
         return;
     }
-    let mut variant_ids: HashMap<&str, JsonPath> = HashMap::with_capacity(route.variants.len());
+    // Paths are built only for errors; the map keeps the index of each id's first use.
+    let field = |i: usize, name: &str| vpath.index(i).key("variant").key(name);
+    let mut variant_ids: HashMap<&str, usize> = HashMap::with_capacity(route.variants.len());
     for (i, wv) in route.variants.iter().enumerate() {
-        let p = vpath.index(i).key("variant");
-        let vid = p.key("variant_id");
-        if id(&wv.variant.variant_id, "variant_id", vid.clone(), errors) {
-            if let Some(first) = variant_ids.get(wv.variant.variant_id.as_str()) {
+        if id(
+            &wv.variant.variant_id,
+            "variant_id",
+            || field(i, "variant_id"),
+            errors,
+        ) {
+            if let Some(&first) = variant_ids.get(wv.variant.variant_id.as_str()) {
                 errors.push(ConfigError::new(
-                    vid,
+                    field(i, "variant_id"),
                     K::DuplicateVariantId {
                         id: wv.variant.variant_id.clone(),
-                        first: first.clone(),
+                        first: field(first, "variant_id"),
                     },
                 ));
             } else {
-                variant_ids.insert(&wv.variant.variant_id, vid);
+                variant_ids.insert(&wv.variant.variant_id, i);
             }
         }
-        id(&wv.variant.model_id, "model_id", p.key("model_id"), errors);
+        id(
+            &wv.variant.model_id,
+            "model_id",
+            || field(i, "model_id"),
+            errors,
+        );
     }
     // At most 1,000,000 weights below 2^32: the sum fits in u64 with room to spare.
     let sum: u64 = route.variants.iter().map(|v| u64::from(v.weight)).sum();

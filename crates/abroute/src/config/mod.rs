@@ -5,10 +5,10 @@
 //! spelling of Inworld's documented examples: `displayName` and `defaultRoute` at the top,
 //! `route_id`, `variant_id`, `model_id` and `cel_expression` inside.
 //!
-//! Reading rejects unknown fields (a typo in `weight` must never be ignored) and reports every
-//! structural problem at once, each with its JSON path. The same errors come out of
-//! `serde_json::from_str::<RouterConfig>` and of [`RouterConfig::from_json`]; the latter keeps
-//! them structured ([`ConfigErrors`]).
+//! Reading rejects unknown fields and keys repeated within one object (a typo in `weight`, or
+//! a second `weight`, must never be ignored) and reports every structural problem at once,
+//! each with its JSON path. The same errors come out of `serde_json::from_str::<RouterConfig>`
+//! and of [`RouterConfig::from_json`]; the latter keeps them structured ([`ConfigErrors`]).
 //!
 //! Reading checks shape and types only. Whether the config makes sense as a router (unique ids,
 //! positive weight sums, limits) is [`validate`](crate::validate)'s job, which
@@ -77,6 +77,10 @@ pub struct Route {
     pub route_id: String,
     /// The variants and their weights. Weights are normalized by their sum.
     pub variants: Vec<WeightedVariant>,
+    /// Sticky-assignment salt (an abroute extension of the Inworld schema); by default the router
+    /// name plus the route_id. Routes with the same salt share a population of users.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub salt: Option<String>,
 }
 
 /// A variant and its share of a route's traffic.
@@ -260,8 +264,8 @@ impl<'de> Deserialize<'de> for RouterConfig {
     /// Every error names its JSON path; see [`RouterConfig::from_json`].
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         use serde::de::Error;
-        let value: Value = match serde_path_to_error::deserialize(deserializer) {
-            Ok(v) => v,
+        let value = match serde_path_to_error::deserialize(deserializer) {
+            Ok(parse::StrictValue(v)) => v,
             Err(e) => {
                 let path = parse::json_path(e.path());
                 let inner = e.into_inner();

@@ -6,7 +6,8 @@
 
 use std::fmt;
 
-use serde_json::{Map, Value};
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
 
 use super::{
     Condition, ConditionalRoute, ModelSelection, ProviderPreferences, Route, RouterConfig,
@@ -33,7 +34,8 @@ const CONDITION_FIELDS: &[Field] = &[CEL_EXPRESSION];
 
 const ROUTE_ID: Field = ("route_id", Some("routeId"));
 const VARIANTS: Field = ("variants", None);
-const ROUTE_FIELDS: &[Field] = &[ROUTE_ID, VARIANTS];
+const SALT: Field = ("salt", None);
+const ROUTE_FIELDS: &[Field] = &[ROUTE_ID, VARIANTS, SALT];
 
 const VARIANT: Field = ("variant", None);
 const WEIGHT: Field = ("weight", None);
@@ -77,7 +79,7 @@ macro_rules! expected {
 const ROUTER_EXPECTED: &[&str] = expected!(NAME, DISPLAY_NAME, ROUTES, DEFAULT_ROUTE, DEFAULTS);
 const CONDITIONAL_EXPECTED: &[&str] = expected!(ROUTE, CONDITION);
 const CONDITION_EXPECTED: &[&str] = expected!(CEL_EXPRESSION);
-const ROUTE_EXPECTED: &[&str] = expected!(ROUTE_ID, VARIANTS);
+const ROUTE_EXPECTED: &[&str] = expected!(ROUTE_ID, VARIANTS, SALT);
 const WEIGHTED_EXPECTED: &[&str] = expected!(VARIANT, WEIGHT);
 const VARIANT_EXPECTED: &[&str] = expected!(
     VARIANT_ID,
@@ -135,11 +137,88 @@ fn syntax_error(path: JsonPath, e: &serde_json::Error) -> ConfigError {
     )
 }
 
+/// A JSON value read like `serde_json::Value`, except that an object repeating a key is an
+/// error. `Value` silently keeps the last of two equal keys, so `{"weight": 34, "weight": 1}`
+/// would read as weight 1 with no word about the 34.
+pub(super) struct StrictValue(pub Value);
+
+impl<'de> Deserialize<'de> for StrictValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(StrictVisitor).map(StrictValue)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> Visitor<'de> for StrictVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any valid JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        StrictValue::deserialize(d).map(|v| v.0)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(StrictValue(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if out.contains_key(&key) {
+                return Err(de::Error::custom(format_args!("duplicate field `{key}`")));
+            }
+            let StrictValue(v) = map.next_value()?;
+            out.insert(key, v);
+        }
+        Ok(Value::Object(out))
+    }
+}
+
 /// `RouterConfig::from_json`: the same steps, and so the same messages, as
 /// `serde_json::from_str::<RouterConfig>`, with the errors kept structured.
 pub(super) fn from_str(text: &str) -> Result<RouterConfig, ConfigErrors> {
     let mut de = serde_json::Deserializer::from_str(text);
-    let value: Value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+    let StrictValue(value) = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = json_path(e.path());
         ConfigErrors::from(syntax_error(path, e.inner()))
     })?;
@@ -258,6 +337,21 @@ impl Reader {
         Some((v, obj.path.key(key)))
     }
 
+    /// An optional member read with `f`: `Some(None)` when absent (or `null`), `None` when it is
+    /// present but unusable (its errors are recorded). The caller applies `?` only when building
+    /// its result, so an unusable member does not stop the reading of its siblings.
+    fn optional<T>(
+        &mut self,
+        obj: &Obj<'_>,
+        field: Field,
+        f: impl FnOnce(&mut Self, &Value, &JsonPath) -> Option<T>,
+    ) -> Option<Option<T>> {
+        match self.get(obj, field) {
+            Some((v, p)) => f(self, v, &p).map(Some),
+            None => Some(None),
+        }
+    }
+
     fn required<'v>(&mut self, obj: &Obj<'v>, field: Field) -> Option<(&'v Value, JsonPath)> {
         let got = self.get(obj, field);
         if got.is_none() {
@@ -349,16 +443,13 @@ impl Reader {
             });
         let display_name = self.opt_string(&obj, DISPLAY_NAME);
         let routes = self.list(&obj, ROUTES, |r, v, p| r.conditional_route(v, &p));
-        let default_route = match self.get(&obj, DEFAULT_ROUTE) {
-            Some((v, p)) => Some(self.route(v, &p)?),
-            None => None,
-        };
+        let default_route = self.optional(&obj, DEFAULT_ROUTE, Self::route);
         let defaults = self.raw(&obj, DEFAULTS);
         Some(RouterConfig {
             name: name?,
             display_name,
             routes: routes?,
-            default_route,
+            default_route: default_route?,
             defaults,
         })
     }
@@ -374,13 +465,10 @@ impl Reader {
         let route = self
             .required(&obj, ROUTE)
             .and_then(|(v, p)| self.route(v, &p));
-        let condition = match self.get(&obj, CONDITION) {
-            Some((v, p)) => Some(self.condition(v, &p)?),
-            None => None,
-        };
+        let condition = self.optional(&obj, CONDITION, Self::condition);
         Some(ConditionalRoute {
             route: route?,
-            condition,
+            condition: condition?,
         })
     }
 
@@ -417,9 +505,11 @@ impl Reader {
             }
             None => None,
         };
+        let salt = self.opt_string(&obj, SALT);
         Some(Route {
             route_id: route_id?,
             variants: variants?,
+            salt,
         })
     }
 
@@ -489,10 +579,7 @@ impl Reader {
         )?;
         let variant_id = self.req_string(&obj, VARIANT_ID);
         let model_id = self.req_string(&obj, MODEL_ID);
-        let model_selection = match self.get(&obj, MODEL_SELECTION) {
-            Some((v, p)) => Some(self.model_selection(v, &p)?),
-            None => None,
-        };
+        let model_selection = self.optional(&obj, MODEL_SELECTION, Self::model_selection);
         let text_generation_config = self.raw(&obj, TEXT_GENERATION_CONFIG);
         let message_templates = self.raw(&obj, MESSAGE_TEMPLATES);
         let web_search = self.raw(&obj, WEB_SEARCH);
@@ -500,7 +587,7 @@ impl Reader {
         Some(Variant {
             variant_id: variant_id?,
             model_id: model_id?,
-            model_selection,
+            model_selection: model_selection?,
             text_generation_config,
             message_templates,
             web_search,
@@ -519,15 +606,12 @@ impl Reader {
         let models = self.strings(&obj, MODELS);
         let sort = self.list(&obj, SORT, |r, v, p| r.sort_key(v, &p));
         let ignore = self.strings(&obj, IGNORE);
-        let provider = match self.get(&obj, PROVIDER) {
-            Some((v, p)) => Some(self.provider(v, &p)?),
-            None => None,
-        };
+        let provider = self.optional(&obj, PROVIDER, Self::provider);
         Some(ModelSelection {
             models: models?,
             sort: sort?,
             ignore: ignore?,
-            provider,
+            provider: provider?,
         })
     }
 
