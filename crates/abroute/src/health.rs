@@ -24,10 +24,11 @@
 //! only changes when the model is ejected or restored. Writes ([`Health::report`]) take a mutex
 //! of their own model only: health is sharded per model, and routing never waits on a report.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
+
+use rustc_hash::FxHashMap;
 
 /// Why an attempt failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -442,8 +443,8 @@ mod tests {
 #[derive(Debug, Default)]
 pub struct HealthRegistry {
     config: HealthConfig,
-    models: Mutex<HashMap<Box<str>, Weak<Health>>>,
-    providers: Mutex<HashMap<Box<str>, Weak<Health>>>,
+    models: Mutex<FxHashMap<Box<str>, Weak<Health>>>,
+    providers: Mutex<FxHashMap<Box<str>, Weak<Health>>>,
 }
 
 /// The provider of a model id: the part before the first `/`, if any (`openai/gpt-4.1` → `openai`).
@@ -468,7 +469,7 @@ impl HealthRegistry {
         &self.config
     }
 
-    fn entry(&self, map: &Mutex<HashMap<Box<str>, Weak<Health>>>, id: &str) -> Arc<Health> {
+    fn entry(&self, map: &Mutex<FxHashMap<Box<str>, Weak<Health>>>, id: &str) -> Arc<Health> {
         let mut map = map.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(h) = map.get(id).and_then(Weak::upgrade) {
             return h;

@@ -44,7 +44,7 @@ pub const MAX_STATS_VARIANTS: usize = 4096;
 /// A model a variant may call, with the health of the model and of its provider.
 #[derive(Debug, Clone)]
 pub struct ModelTarget {
-    id: Box<str>,
+    id: Arc<str>,
     health: Arc<Health>,
     provider: Option<Arc<Health>>,
 }
@@ -92,8 +92,8 @@ pub(crate) struct Registries {
 #[derive(Debug, Clone)]
 pub struct CompiledVariant {
     id: Box<str>,
-    model_id: Box<str>,
     weight: u32,
+    /// Never empty: validation requires a non-empty `model_id`, which is the first target.
     targets: Box<[ModelTarget]>,
     stats: Option<Arc<VariantStats>>,
 }
@@ -104,9 +104,9 @@ impl CompiledVariant {
         &self.id
     }
 
-    /// The `model_id`.
+    /// The `model_id` (the first of [`targets`](Self::targets)).
     pub fn model_id(&self) -> &str {
-        &self.model_id
+        self.targets.first().map_or("", |t| &t.id)
     }
 
     /// The configured weight.
@@ -137,30 +137,44 @@ pub struct CompiledRoute {
     across_variants: bool,
 }
 
-/// Per-compile cache of the health entries, so a model named by many variants costs one lookup.
-type HealthCache = FxHashMap<Box<str>, Arc<Health>>;
+/// Per-compile cache of model targets by model id, so that a model named by many variants
+/// costs one registry lookup and one allocation; the keys borrow from the config.
+#[derive(Default)]
+pub(crate) struct TargetCache<'c> {
+    targets: FxHashMap<&'c str, ModelTarget>,
+    providers: FxHashMap<&'c str, Arc<Health>>,
+}
 
-fn cached_health(
-    cache: &mut HealthCache,
-    id: &str,
-    get: impl FnOnce(&str) -> Arc<Health>,
-) -> Arc<Health> {
-    if let Some(h) = cache.get(id) {
-        return Arc::clone(h);
+impl<'c> TargetCache<'c> {
+    fn target(&mut self, model: &'c str, registries: &Registries) -> ModelTarget {
+        if let Some(t) = self.targets.get(model) {
+            return t.clone();
+        }
+        let provider = provider_of(model).map(|p| {
+            Arc::clone(
+                self.providers
+                    .entry(p)
+                    .or_insert_with(|| registries.health.provider(p)),
+            )
+        });
+        let target = ModelTarget {
+            id: model.into(),
+            health: registries.health.model(model),
+            provider,
+        };
+        self.targets.insert(model, target.clone());
+        target
     }
-    let h = get(id);
-    cache.insert(id.into(), Arc::clone(&h));
-    h
 }
 
 impl CompiledRoute {
-    fn compile(
+    fn compile<'c>(
         router: &str,
-        route: &Route,
+        route: &'c Route,
         condition: Option<&str>,
         path: &JsonPath,
         registries: &Registries,
-        cache: &mut (HealthCache, HealthCache),
+        cache: &mut TargetCache<'c>,
     ) -> Result<Self, ConfigError> {
         let weights: Vec<u32> = route.variants.iter().map(|v| v.weight).collect();
         let table = AliasTable::new(&weights).map_err(|e| {
@@ -187,18 +201,10 @@ impl CompiledRoute {
                     if model.is_empty() || targets.iter().any(|t| *t.id == **model) {
                         continue;
                     }
-                    let (models, providers) = &mut *cache;
-                    targets.push(ModelTarget {
-                        id: model.as_str().into(),
-                        health: cached_health(models, model, |m| registries.health.model(m)),
-                        provider: provider_of(model).map(|p| {
-                            cached_health(providers, p, |p| registries.health.provider(p))
-                        }),
-                    });
+                    targets.push(cache.target(model, registries));
                 }
                 CompiledVariant {
                     id: v.variant_id.as_str().into(),
-                    model_id: v.model_id.as_str().into(),
                     weight: wv.weight,
                     targets: targets.into_boxed_slice(),
                     stats: with_stats.then(|| {
@@ -295,7 +301,7 @@ impl RouterConfig {
         registries: &Registries,
     ) -> Result<CompiledRouter, ConfigErrors> {
         validate(self, options)?;
-        let mut cache = (HealthCache::default(), HealthCache::default());
+        let mut cache = TargetCache::default();
         let root = JsonPath::root();
         let mut errors = Vec::new();
         let mut routes = Vec::with_capacity(self.routes.len());
@@ -438,7 +444,7 @@ impl<'a> Decision<'a> {
 
     /// The chosen variant's `model_id`: the model to call first.
     pub fn model_id(&self) -> &'a str {
-        &self.variant().model_id
+        self.variant().model_id()
     }
 
     /// The chosen variant's position in its route's `variants` list.

@@ -7,7 +7,7 @@
 //! no route at all, and the documented size limits below. [`RouterConfig::compile`] runs it first,
 //! so nothing invalid is ever compiled.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::config::{Route, RouterConfig};
 use crate::error::{ConfigError, ConfigErrorKind as K, ConfigErrors, JsonPath};
@@ -87,7 +87,7 @@ pub fn validate(config: &RouterConfig, options: &ValidationOptions) -> Result<()
         errors.push(ConfigError::new(root.clone(), K::NoRoutes));
     }
 
-    let mut route_ids: HashMap<&str, JsonPath> = HashMap::new();
+    let mut route_ids: HashMap<&str, JsonPath> = HashMap::default();
     for (i, item) in config.routes.iter().enumerate() {
         let path = root.key("routes").index(i);
         route(
@@ -199,7 +199,8 @@ fn route<'c>(
     }
     // Paths are built only for errors; the map keeps the index of each id's first use.
     let field = |i: usize, name: &str| vpath.index(i).key("variant").key(name);
-    let mut variant_ids: HashMap<&str, usize> = HashMap::with_capacity(route.variants.len());
+    let mut variant_ids: HashMap<&str, usize> =
+        HashMap::with_capacity_and_hasher(route.variants.len(), Default::default());
     for (i, wv) in route.variants.iter().enumerate() {
         if id(
             &wv.variant.variant_id,
