@@ -894,14 +894,14 @@ fn model_can_serve(model: &ModelInfo, needs: &Needs) -> Result<(), Unsuitable> {
             capability,
         });
     }
-    if let (Some(requested), Some(max)) = (needs.output_tokens, model.max_output_tokens) {
-        if requested > max {
-            return Err(Unsuitable::MaxOutput {
-                model: model.id.clone(),
-                requested,
-                max,
-            });
-        }
+    if let (Some(requested), Some(max)) = (needs.output_tokens, model.max_output_tokens)
+        && requested > max
+    {
+        return Err(Unsuitable::MaxOutput {
+            model: model.id.clone(),
+            requested,
+            max,
+        });
     }
     if let Some(window) = model.context_window {
         let input_tokens = needs.input_tokens.unwrap_or(0);

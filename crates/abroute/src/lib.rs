@@ -12,6 +12,7 @@
 //! - [`validate`]: every problem at once, each with its JSON path ([`ConfigErrors`]).
 //! - [`table`]: [`AliasTable`], an exact weighted pick from one 64-bit draw.
 //! - [`router`]: [`CompiledRouter`] and the [`Decision`] it gives.
+//! - [`sticky`]: [`StickyTable`], a stateless, minimal-disruption assignment of sticky keys.
 //! - [`context`]: [`RequestContext`], what a decision may look at.
 //! - [`engine`]: [`Engine`], every router in an `arc-swap` snapshot.
 //! - [`catalog`]: [`Catalog`], model facts (limits, prices, capabilities); [`select`]: `auto`,
@@ -39,6 +40,7 @@
 //! ```
 
 pub mod catalog;
+pub mod condition;
 pub mod config;
 pub mod context;
 pub mod engine;
@@ -51,10 +53,12 @@ pub mod record;
 pub mod router;
 pub mod select;
 pub mod stats;
+pub mod sticky;
 pub mod table;
 pub mod validate;
 
 pub use catalog::{Capability, Catalog, ModelInfo, Needs, Unsuitable};
+pub use condition::{Condition, ConditionError, ConditionOutcome, EvalError, Variables};
 pub use config::RouterConfig;
 pub use context::{MetadataValue, RequestContext};
 pub use engine::{Engine, LoadedRouter, Snapshot, SnapshotGuard};
@@ -67,6 +71,7 @@ pub use router::{
     Assignment, CompiledRoute, CompiledRouter, CompiledVariant, Decision, ModelTarget,
 };
 pub use select::{ModelMetrics, SelectionError, order_models, validate_selection};
+pub use sticky::{StickyAssignment, StickyError, StickyFallbacks, StickyTable};
 pub use table::{AliasTable, WeightError};
 pub use validate::ValidationOptions;
 

@@ -196,18 +196,18 @@ impl<'a> AttemptPlan<'a> {
                     };
                 }
                 Stage::Others(fallbacks, current) => {
-                    if let Some((index, variant, m)) = current {
-                        if let Some(target) = variant.targets().get(*m) {
-                            *m += 1;
-                            return Some(Attempt {
-                                variant_index: *index,
-                                variant,
-                                model: target.id(),
-                                target: Some(target),
-                                assigned: false,
-                                source: AttemptSource::OtherVariant,
-                            });
-                        }
+                    if let Some((index, variant, m)) = current
+                        && let Some(target) = variant.targets().get(*m)
+                    {
+                        *m += 1;
+                        return Some(Attempt {
+                            variant_index: *index,
+                            variant,
+                            model: target.id(),
+                            target: Some(target),
+                            assigned: false,
+                            source: AttemptSource::OtherVariant,
+                        });
                     }
                     match fallbacks.next() {
                         Some((index, variant)) => *current = Some((index, variant, 0)),
@@ -268,10 +268,10 @@ impl<'a> AttemptPlan<'a> {
         }
         if outcome == Outcome::Success && self.served.is_none() {
             self.served = Some(self.log.iter().flatten().count() - 1);
-            if !attempt.assigned {
-                if let Some(stats) = self.decision.variant().stats() {
-                    stats.record_failover();
-                }
+            if !attempt.assigned
+                && let Some(stats) = self.decision.variant().stats()
+            {
+                stats.record_failover();
             }
         }
     }

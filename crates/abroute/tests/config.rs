@@ -1357,10 +1357,10 @@ fn apply(v: &mut Value, m: &Mutation) {
                     o.remove(&last.replace("~1", "/").replace("~0", "~"));
                 }
                 Some(Value::Array(a)) => {
-                    if let Ok(n) = last.parse::<usize>() {
-                        if n < a.len() {
-                            a.remove(n);
-                        }
+                    if let Ok(n) = last.parse::<usize>()
+                        && n < a.len()
+                    {
+                        a.remove(n);
                     }
                 }
                 _ => {}
