@@ -112,6 +112,7 @@ pub struct RequestContext<'a> {
     user: Option<&'a str>,
     metadata: Vec<(Cow<'a, str>, MetadataValue<'a>)>,
     models: Vec<Cow<'a, str>>,
+    messages: Option<&'a Value>,
     random: Option<u64>,
 }
 
@@ -160,6 +161,18 @@ impl<'a> RequestContext<'a> {
     {
         self.models.extend(models.into_iter().map(Into::into));
         self
+    }
+
+    /// Sets the request's `messages` (the OpenAI-style array of `{role, content}`), borrowed,
+    /// for conditions such as `messages.last().content.matches("(?i).*refund.*")`.
+    pub fn with_messages(mut self, messages: &'a Value) -> RequestContext<'a> {
+        self.messages = Some(messages);
+        self
+    }
+
+    /// The request's `messages`, if set.
+    pub fn messages(&self) -> Option<&'a Value> {
+        self.messages
     }
 
     /// The request's own fallback models.

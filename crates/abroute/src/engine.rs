@@ -37,7 +37,7 @@ use crate::context::RequestContext;
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
 use crate::health::{HealthConfig, HealthRegistry, Outcome};
 use crate::router::{CompiledRouter, Decision, Registries};
-use crate::stats::{StatsRegistry, VariantStatsSnapshot};
+use crate::stats::VariantStatsSnapshot;
 use crate::validate::ValidationOptions;
 
 /// A loaded router: the compiled tables and the config they came from.
@@ -187,7 +187,7 @@ impl Engine {
             options,
             registries: Registries {
                 health: HealthRegistry::new(health),
-                stats: StatsRegistry::default(),
+                ..Registries::default()
             },
         }
     }
@@ -221,8 +221,12 @@ impl Engine {
         self.current.load().version
     }
 
+    /// Validates and compiles, and builds the sticky tables, all before any lock: a request
+    /// never pays for building.
     fn compile(&self, config: &RouterConfig) -> Result<CompiledRouter, ConfigErrors> {
-        config.compile_in(&self.options, &self.registries)
+        let compiled = config.compile_in(&self.options, &self.registries)?;
+        compiled.prepare_with(&self.registries);
+        Ok(compiled)
     }
 
     /// Publishes `change` applied to the current routers, as version `current + 1`.

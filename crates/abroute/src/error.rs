@@ -207,6 +207,11 @@ pub enum ConfigErrorKind {
     },
     /// A conditional route without `condition.cel_expression`.
     MissingCondition,
+    /// A `cel_expression` that does not compile.
+    InvalidCondition {
+        /// The CEL compiler's message, with its position in the expression.
+        message: String,
+    },
     /// A router with neither a `defaultRoute` nor any conditional route.
     NoRoutes,
 }
@@ -297,6 +302,7 @@ impl fmt::Display for ConfigErrorKind {
                 "a conditional route needs `condition.cel_expression`; \
                  use `defaultRoute` for the route without a condition",
             ),
+            K::InvalidCondition { message } => write!(f, "invalid CEL condition: {message}"),
             K::NoRoutes => f.write_str(
                 "the router has neither a `defaultRoute` nor any conditional route, \
                  so no request could be routed",

@@ -13,11 +13,16 @@
 //! or after 32 rejections in a row, the step switches to an exact scan over the remaining weights
 //! with one draw, so no step loops for long whatever the weights.
 //!
+//! For a sticky request the order is the key's own preference order (see
+//! [`StickyTable::fallbacks`](crate::StickyTable::fallbacks)): deterministic per key, so every
+//! replica agrees on every user's second choice.
+//!
 //! This is off the hot path (it runs only when an attempt failed); it allocates one bitset of
 //! `n / 8` bytes.
 
 use crate::random::mix64;
 use crate::router::{CompiledRoute, CompiledVariant};
+use crate::sticky::StickyFallbacks;
 
 /// SplitMix64's increment.
 const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -118,8 +123,11 @@ impl<'a> Iterator for RandomFallbacks<'a> {
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Fallbacks<'a> {
-    /// Weighted sampling without replacement, for a random decision.
+    /// Weighted sampling without replacement, for a random decision (and for a sticky key in a
+    /// route too large for a sticky table, seeded by the key's hash).
     Random(RandomFallbacks<'a>),
+    /// The sticky key's own preference order over the route's other variants.
+    Sticky(&'a CompiledRoute, StickyFallbacks),
 }
 
 impl<'a> Iterator for Fallbacks<'a> {
@@ -128,6 +136,10 @@ impl<'a> Iterator for Fallbacks<'a> {
     fn next(&mut self) -> Option<Self::Item> {
         match self {
             Fallbacks::Random(r) => r.next(),
+            Fallbacks::Sticky(route, order) => {
+                let i = order.next()?;
+                route.variants().get(i).map(|v| (i, v))
+            }
         }
     }
 }

@@ -31,6 +31,11 @@ pub enum AssignmentRecord {
         /// The bucket (slot) of the sticky table the key fell in.
         bucket: u32,
     },
+    /// A sticky key in a route too large for a sticky table, hashed into the alias table.
+    Hashed {
+        /// The 64-bit hash of the key, as 16 hex digits.
+        key_hash: String,
+    },
 }
 
 impl From<Assignment> for AssignmentRecord {
@@ -38,6 +43,13 @@ impl From<Assignment> for AssignmentRecord {
         match a {
             Assignment::Random { draw } => AssignmentRecord::Random {
                 draw: format!("{draw:016x}"),
+            },
+            Assignment::Sticky { key_hash, bucket } => AssignmentRecord::Sticky {
+                key_hash: format!("{key_hash:016x}"),
+                bucket,
+            },
+            Assignment::Hashed { key_hash } => AssignmentRecord::Hashed {
+                key_hash: format!("{key_hash:016x}"),
             },
         }
     }

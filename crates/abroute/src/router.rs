@@ -1,12 +1,15 @@
 //! Compiled routers: the immutable tables a request is decided from.
 //!
-//! [`RouterConfig::compile`] validates a config and turns every route into an [`AliasTable`], so
-//! that [`CompiledRouter::decide`] is a handful of loads: pick the route, draw one `u64`, look up
-//! one bucket. A [`Decision`] borrows from the compiled router; it allocates nothing.
+//! [`RouterConfig::compile`] validates a config, compiles every route's CEL condition once, and
+//! turns every route into an [`AliasTable`] and a [`StickyTable`], so that
+//! [`CompiledRouter::decide`] is a handful of steps: evaluate the conditions in order (the first
+//! true one wins, else the default route), then either hash the request's sticky key into the
+//! route's sticky table or draw one `u64` for its alias table. A [`Decision`] borrows from the
+//! compiled router; it allocates nothing.
 //!
-//! Conditional routes are compiled and kept, but their CEL conditions are not evaluated yet:
-//! a request goes to the default route, and [`Decision::unevaluated_routes`] says how many
-//! conditional routes were passed over without evaluation. They are never treated as matches.
+//! A condition that cannot be evaluated (a missing metadata key, a type error) counts as false,
+//! and the route counts the error ([`CompiledRoute::condition_errors`]);
+//! [`CompiledRouter::explain`] says, route by route, what each condition gave and why.
 //!
 //! ```
 //! use abroute::{RequestContext, RouterConfig};
@@ -22,11 +25,14 @@
 //! assert_eq!(d.variant_id(), "b");
 //! ```
 
-use std::sync::Arc;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
+use crate::condition::{Condition, ConditionOutcome, Variables};
 use crate::config::{Route, RouterConfig};
 use crate::context::RequestContext;
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
@@ -34,8 +40,9 @@ use crate::fallback::{Fallbacks, RandomFallbacks};
 use crate::health::{Health, HealthRegistry, Outcome, provider_of};
 use crate::plan::AttemptPlan;
 use crate::stats::{StatsRegistry, VariantStats};
+use crate::sticky::{MAX_STICKY_VARIANTS, StickyTable, key_hash_with, salt_seed};
 use crate::table::{AliasTable, WeightError};
-use crate::validate::{ValidationOptions, validate};
+use crate::validate::{ValidationOptions, validate_and_compile_conditions};
 
 /// Routes with more variants than this keep no per-variant counters (they would cost 2 KiB per
 /// variant); decision records still name every variant.
@@ -81,11 +88,59 @@ impl ModelTarget {
     }
 }
 
-/// The shared state compiled routers link to: health by model and provider, counters by variant.
+/// The shared state compiled routers link to: health by model and provider, counters by
+/// variant, and sticky tables by content.
 #[derive(Debug, Default)]
 pub(crate) struct Registries {
     pub(crate) health: HealthRegistry,
     pub(crate) stats: StatsRegistry,
+    pub(crate) sticky: StickyCache,
+}
+
+/// What a sticky table is built from: the salt, and every variant's id and weight in order.
+type StickyKey = (Box<[u8]>, Box<[(Box<str>, u32)]>);
+
+/// Sticky tables by what they were built from. A table is kept while some loaded router uses
+/// it (a weak reference) and, beyond that, while it is among the [`RECENT_STICKY_TABLES`] most
+/// recently built (a strong one): an unchanged route reuses its table across config swaps, and
+/// a config flipped back and forth does not rebuild on every flip.
+#[derive(Debug, Default)]
+pub(crate) struct StickyCache {
+    inner: std::sync::Mutex<StickyCacheInner>,
+}
+
+/// How many recently built sticky tables the cache keeps alive (at most 128 KiB each).
+pub const RECENT_STICKY_TABLES: usize = 32;
+
+#[derive(Debug, Default)]
+struct StickyCacheInner {
+    tables: FxHashMap<StickyKey, std::sync::Weak<StickyTable>>,
+    recent: std::collections::VecDeque<Arc<StickyTable>>,
+}
+
+impl StickyCache {
+    fn lock(&self) -> std::sync::MutexGuard<'_, StickyCacheInner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn get(&self, key: &StickyKey) -> Option<Arc<StickyTable>> {
+        self.lock()
+            .tables
+            .get(key)
+            .and_then(std::sync::Weak::upgrade)
+    }
+
+    fn insert(&self, key: StickyKey, table: &Arc<StickyTable>) {
+        let mut inner = self.lock();
+        inner.recent.push_back(Arc::clone(table));
+        if inner.recent.len() > RECENT_STICKY_TABLES {
+            inner.recent.pop_front();
+        }
+        inner.tables.retain(|_, w| w.strong_count() > 0);
+        inner.tables.insert(key, Arc::downgrade(table));
+    }
 }
 
 /// One variant of a compiled route.
@@ -126,15 +181,24 @@ impl CompiledVariant {
     }
 }
 
-/// A route with its variants and their alias table.
-#[derive(Debug, Clone)]
+/// A route with its condition, its variants, and their alias and sticky tables.
+#[derive(Debug)]
 pub struct CompiledRoute {
     id: Box<str>,
-    condition: Option<Box<str>>,
+    condition: Option<Condition>,
+    /// How many evaluations of the condition ended in an error (and so counted as false).
+    condition_errors: AtomicU64,
     variants: Box<[CompiledVariant]>,
     table: AliasTable,
     total_weight: u64,
     across_variants: bool,
+    /// The sticky salt: the route's `salt`, or the router name, a NUL byte and the route_id.
+    salt: Box<[u8]>,
+    /// XXH3-64 of the salt: the seed of sticky key hashes.
+    salt_seed: u64,
+    /// Built on first need (or by [`CompiledRouter::prepare`]); `None` past
+    /// [`MAX_STICKY_VARIANTS`], where sticky keys are hashed into the alias table instead.
+    sticky: OnceLock<Option<Arc<StickyTable>>>,
 }
 
 /// Per-compile cache of model targets by model id, so that a model named by many variants
@@ -171,7 +235,7 @@ impl CompiledRoute {
     fn compile<'c>(
         router: &str,
         route: &'c Route,
-        condition: Option<&str>,
+        condition: Option<Condition>,
         path: &JsonPath,
         registries: &Registries,
         cache: &mut TargetCache<'c>,
@@ -215,14 +279,120 @@ impl CompiledRoute {
                 }
             })
             .collect();
+        let salt: Box<[u8]> = match &route.salt {
+            Some(salt) => salt.as_bytes().into(),
+            // Router names never hold a NUL byte, so the first NUL ends the name unambiguously.
+            None => [router.as_bytes(), &[0], route.route_id.as_bytes()]
+                .concat()
+                .into_boxed_slice(),
+        };
         Ok(CompiledRoute {
             id: route.route_id.as_str().into(),
-            condition: condition.map(Into::into),
+            condition,
+            condition_errors: AtomicU64::new(0),
             variants,
             table,
             total_weight: weights.iter().map(|&w| u64::from(w)).sum(),
-            across_variants: false,
+            across_variants: route.failover.as_ref().is_some_and(|f| f.across_variants),
+            salt_seed: salt_seed(&salt),
+            salt,
+            sticky: OnceLock::new(),
         })
+    }
+
+    /// The route's sticky table, built on first use; `None` for routes with more than
+    /// [`MAX_STICKY_VARIANTS`] variants, whose sticky keys are hashed into the alias table.
+    pub fn sticky_table(&self) -> Option<&StickyTable> {
+        self.sticky
+            .get_or_init(|| self.build_sticky(None))
+            .as_deref()
+    }
+
+    /// Builds the sticky table, or takes an identical one (same salt, ids and weights) from
+    /// `cache`, so that a config swap that leaves a route's split alone costs nothing here.
+    fn build_sticky(&self, cache: Option<&StickyCache>) -> Option<Arc<StickyTable>> {
+        if self.variants.len() > MAX_STICKY_VARIANTS {
+            return None;
+        }
+        let key: StickyKey = (
+            self.salt.clone(),
+            self.variants
+                .iter()
+                .map(|v| (v.id.clone(), v.weight))
+                .collect(),
+        );
+        if let Some(table) = cache.and_then(|c| c.get(&key)) {
+            return Some(table);
+        }
+        let variants: Vec<(&str, u32)> = self.variants.iter().map(|v| (v.id(), v.weight)).collect();
+        // Validation guarantees what the table needs: unique ids, a positive sum.
+        let table = Arc::new(StickyTable::new(&self.salt, &variants).ok()?);
+        if let Some(c) = cache {
+            c.insert(key, &table);
+        }
+        Some(table)
+    }
+
+    /// The sticky salt in bytes: the route's `salt`, or `router name ‖ 0x00 ‖ route_id`.
+    pub fn salt(&self) -> &[u8] {
+        &self.salt
+    }
+
+    /// The compiled CEL condition; `None` for the default route.
+    pub fn compiled_condition(&self) -> Option<&Condition> {
+        self.condition.as_ref()
+    }
+
+    /// How many evaluations of this route's condition ended in an error (counted as false).
+    pub fn condition_errors(&self) -> u64 {
+        self.condition_errors.load(Ordering::Relaxed)
+    }
+
+    /// Whether the condition holds for these variables; an error counts as false (and is
+    /// counted). The default route always matches.
+    #[inline]
+    fn matches(&self, vars: Variables<'_, '_>) -> bool {
+        match &self.condition {
+            None => true,
+            Some(c) => match c.evaluate(vars) {
+                Ok(b) => b,
+                Err(_) => {
+                    self.condition_errors.fetch_add(1, Ordering::Relaxed);
+                    false
+                }
+            },
+        }
+    }
+
+    /// Picks the variant for `ctx` in this route: sticky when the request has a key, random
+    /// otherwise.
+    #[inline]
+    fn pick(&self, ctx: &RequestContext<'_>) -> (usize, Assignment) {
+        match ctx.user() {
+            Some(user) => match self.sticky_table() {
+                Some(table) => {
+                    let a = table.assign(user.as_bytes());
+                    (
+                        a.variant(),
+                        Assignment::Sticky {
+                            key_hash: a.key_hash(),
+                            bucket: a.bucket(),
+                        },
+                    )
+                }
+                None => {
+                    let key_hash = key_hash_with(self.salt_seed, user.as_bytes());
+                    (
+                        self.table.index_for(key_hash),
+                        Assignment::Hashed { key_hash },
+                    )
+                }
+            },
+            None => {
+                let draw = ctx.draw();
+                (self.table.index_for(draw), Assignment::Random { draw })
+            }
+        }
     }
 
     /// Whether failover continues to the route's other variants (`failover.across_variants`).
@@ -237,7 +407,7 @@ impl CompiledRoute {
 
     /// The CEL condition's source; `None` for the default route.
     pub fn condition(&self) -> Option<&str> {
-        self.condition.as_deref()
+        self.condition.as_ref().map(Condition::source)
     }
 
     /// The variants in configured order.
@@ -264,7 +434,7 @@ impl CompiledRoute {
 }
 
 /// A validated router, compiled for O(1) decisions. Immutable; share it behind an `Arc`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CompiledRouter {
     name: Box<str>,
     version: u64,
@@ -300,13 +470,14 @@ impl RouterConfig {
         options: &ValidationOptions,
         registries: &Registries,
     ) -> Result<CompiledRouter, ConfigErrors> {
-        validate(self, options)?;
+        let mut conditions = validate_and_compile_conditions(self, options)?.into_iter();
         let mut cache = TargetCache::default();
         let root = JsonPath::root();
         let mut errors = Vec::new();
         let mut routes = Vec::with_capacity(self.routes.len());
         for (i, item) in self.routes.iter().enumerate() {
-            let condition = item.condition.as_ref().map(|c| c.cel_expression.as_str());
+            // Validation compiled one condition per conditional route, in order.
+            let condition = conditions.next();
             let path = root.key("routes").index(i).key("route");
             match CompiledRoute::compile(
                 &self.name,
@@ -380,29 +551,133 @@ impl CompiledRouter {
         self.routes.iter().chain(self.default_route.as_ref())
     }
 
-    /// Decides where a request goes. O(1); allocates nothing.
-    ///
-    /// Conditions are not evaluated yet: the request takes the default route.
+    /// Builds everything a request could otherwise build lazily (the sticky tables), so that no
+    /// request pays for it. The engine does this before publishing a router.
+    pub fn prepare(&self) {
+        for route in self.routes() {
+            let _ = route.sticky_table();
+        }
+    }
+
+    /// [`prepare`](Self::prepare), reusing identical sticky tables from the engine's cache.
+    pub(crate) fn prepare_with(&self, registries: &Registries) {
+        for route in self.routes() {
+            let _ = route
+                .sticky
+                .get_or_init(|| route.build_sticky(Some(&registries.sticky)));
+        }
+    }
+
+    /// Decides where a request goes: the first conditional route whose condition holds, else
+    /// the default route; then the sticky or random variant. Allocates nothing.
     ///
     /// # Errors
     ///
-    /// [`RouteError::NoRouteMatched`] when there is no default route.
+    /// [`RouteError::NoRouteMatched`] when no condition holds and there is no default route.
     #[inline]
     pub fn decide(&self, ctx: &RequestContext<'_>) -> Result<Decision<'_>, RouteError> {
-        let Some(route) = self.default_route.as_ref() else {
+        let route = if self.routes.is_empty() {
+            self.default_route.as_ref()
+        } else {
+            let vars = Variables::new(ctx);
+            self.routes
+                .iter()
+                .find(|r| r.matches(vars))
+                .or(self.default_route.as_ref())
+        };
+        let Some(route) = route else {
             return Err(RouteError::NoRouteMatched);
         };
-        let draw = ctx.draw();
-        let variant = route.table.index_for(draw);
+        Ok(self.decision(route, ctx))
+    }
+
+    #[inline]
+    fn decision<'a>(&'a self, route: &'a CompiledRoute, ctx: &RequestContext<'_>) -> Decision<'a> {
+        let (variant, assignment) = route.pick(ctx);
         if let Some(stats) = &route.variants[variant].stats {
             stats.record_request();
         }
-        Ok(Decision {
+        Decision {
             router: self,
             route,
             variant: variant as u32,
-            assignment: Assignment::Random { draw },
-        })
+            assignment,
+        }
+    }
+
+    /// Decides like [`decide`](Self::decide), and says why: for each conditional route in
+    /// order, whether its condition was true, false or an error (and which), up to the one that
+    /// matched. For debugging and the CLI's `explain`; it allocates.
+    pub fn explain<'a>(&'a self, ctx: &RequestContext<'_>) -> Explanation<'a> {
+        let vars = Variables::new(ctx);
+        let mut conditions = Vec::new();
+        let mut chosen = None;
+        for route in self.routes.iter() {
+            let outcome = match &route.condition {
+                Some(c) => c.explain(vars),
+                None => ConditionOutcome::True,
+            };
+            let matched = outcome.matched();
+            conditions.push(ConditionExplanation {
+                route_id: route.id(),
+                condition: route.condition().unwrap_or(""),
+                outcome: outcome.to_string(),
+                matched,
+            });
+            if matched {
+                chosen = Some(route);
+                break;
+            }
+        }
+        let chosen = chosen.or(self.default_route.as_ref());
+        Explanation {
+            conditions,
+            decision: match chosen {
+                Some(route) => Ok(self.decision(route, ctx)),
+                None => Err(RouteError::NoRouteMatched),
+            },
+        }
+    }
+}
+
+/// One conditional route in an [`Explanation`].
+#[derive(Debug, Clone)]
+pub struct ConditionExplanation<'a> {
+    /// The route's id.
+    pub route_id: &'a str,
+    /// The CEL source.
+    pub condition: &'a str,
+    /// `true`, `false`, or `error (counted as false): <why>`.
+    pub outcome: String,
+    /// Whether the route was taken.
+    pub matched: bool,
+}
+
+/// Why a request went where it went: see [`CompiledRouter::explain`].
+#[derive(Debug)]
+pub struct Explanation<'a> {
+    /// The conditional routes evaluated, in order, up to the first that matched.
+    pub conditions: Vec<ConditionExplanation<'a>>,
+    /// The decision (or why there is none).
+    pub decision: Result<Decision<'a>, RouteError>,
+}
+
+impl fmt::Display for Explanation<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in &self.conditions {
+            writeln!(f, "route {:?}: {} → {}", c.route_id, c.condition, c.outcome)?;
+        }
+        match &self.decision {
+            Ok(d) => write!(
+                f,
+                "decision: route {:?}, variant {:?}, model {:?} ({})",
+                d.route_id(),
+                d.variant_id(),
+                d.model_id(),
+                d.assignment()
+            ),
+            Err(e) => write!(f, "decision: {e}"),
+        }
     }
 }
 
@@ -415,15 +690,54 @@ pub enum Assignment {
         /// The value given to [`AliasTable::index_for`].
         draw: u64,
     },
+    /// A sticky assignment: the request's key, hashed, looked up in the route's sticky table.
+    Sticky {
+        /// XXH3-64 of the key, seeded with the route's salt seed.
+        key_hash: u64,
+        /// The sticky table's slot the key fell in.
+        bucket: u32,
+    },
+    /// A sticky key in a route too large for a sticky table (more than
+    /// [`MAX_STICKY_VARIANTS`] variants): the key's hash is given to the alias table, so the key
+    /// still always gets the same variant, but a change of weights moves more keys.
+    Hashed {
+        /// XXH3-64 of the key, seeded with the route's salt seed.
+        key_hash: u64,
+    },
+}
+
+impl fmt::Display for Assignment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Assignment::Random { draw } => write!(f, "random, draw {draw:016x}"),
+            Assignment::Sticky { key_hash, bucket } => {
+                write!(f, "sticky, key hash {key_hash:016x}, bucket {bucket}")
+            }
+            Assignment::Hashed { key_hash } => write!(f, "hashed, key hash {key_hash:016x}"),
+        }
+    }
 }
 
 /// Where one request goes: router, route, variant and model. Borrows from the snapshot.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone, Copy)]
 pub struct Decision<'a> {
     router: &'a CompiledRouter,
     route: &'a CompiledRoute,
     variant: u32,
     assignment: Assignment,
+}
+
+impl fmt::Debug for Decision<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Decision")
+            .field("router", &self.router())
+            .field("route", &self.route_id())
+            .field("variant", &self.variant_id())
+            .field("model", &self.model_id())
+            .field("version", &self.version())
+            .field("assignment", &self.assignment)
+            .finish()
+    }
 }
 
 impl<'a> Decision<'a> {
@@ -477,15 +791,24 @@ impl<'a> Decision<'a> {
     /// never the chosen variant, never a weight-0 one, each other variant exactly once.
     ///
     /// For a random decision this is weighted sampling without replacement (see
-    /// [`fallback`](crate::fallback)), reproducible from the decision's draw. Off the hot path:
-    /// it allocates a small bitset.
+    /// [`fallback`](crate::fallback)), reproducible from the decision's draw; for a sticky one,
+    /// the key's own preference order, the same on every replica. Off the hot path: it
+    /// allocates.
     pub fn fallbacks(&self) -> Fallbacks<'a> {
+        let primary = self.variant as usize;
         match self.assignment {
-            Assignment::Random { draw } => Fallbacks::Random(RandomFallbacks::new(
-                self.route,
-                self.variant as usize,
-                draw,
-            )),
+            Assignment::Random { draw } => {
+                Fallbacks::Random(RandomFallbacks::new(self.route, primary, draw))
+            }
+            Assignment::Hashed { key_hash } => {
+                Fallbacks::Random(RandomFallbacks::new(self.route, primary, key_hash))
+            }
+            Assignment::Sticky { key_hash, .. } => match self.route.sticky_table() {
+                Some(table) => {
+                    Fallbacks::Sticky(self.route, table.fallbacks(&table.assign_hashed(key_hash)))
+                }
+                None => Fallbacks::Random(RandomFallbacks::new(self.route, primary, key_hash)),
+            },
         }
     }
 
@@ -501,11 +824,5 @@ impl<'a> Decision<'a> {
     /// The compiled router.
     pub fn compiled_router(&self) -> &'a CompiledRouter {
         self.router
-    }
-
-    /// How many conditional routes were passed over because conditions are not evaluated yet.
-    /// They are never treated as matches.
-    pub fn unevaluated_routes(&self) -> usize {
-        self.router.routes.len()
     }
 }

@@ -82,6 +82,18 @@ pub const STICKY_ALGORITHM: &str = "abroute-sticky-v1";
 /// The seed given to XXH3-64 to turn the salt into the seed of everything else.
 const SALT_SEED: u64 = 0;
 
+/// The seed of everything a salt determines: XXH3-64 of the salt's bytes with seed 0.
+pub fn salt_seed(salt: &[u8]) -> u64 {
+    xxh3_64_with_seed(salt, SALT_SEED)
+}
+
+/// A sticky key's hash under a salt seed: XXH3-64 of the key's bytes seeded with
+/// [`salt_seed`]. The same as [`StickyTable::key_hash`] for a table built with that salt.
+#[inline]
+pub fn key_hash_with(salt_seed: u64, key: &[u8]) -> u64 {
+    xxh3_64_with_seed(key, salt_seed)
+}
+
 /// XORed into the salt's seed to hash variant ids, so that a key equal to a variant id gets an
 /// unrelated hash: the ASCII bytes of `"variant!"`, read as a big-endian integer.
 const VARIANT_DOMAIN: u64 = 0x7661_7269_616e_7421;

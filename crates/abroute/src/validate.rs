@@ -3,12 +3,13 @@
 //! Reading ([`RouterConfig::from_json`]) checks shape and types. Validation checks meaning and
 //! reports every problem at once, each with the JSON path of the value at fault and a sentence a
 //! user understands: the name, empty or duplicate ids, routes without variants or with all
-//! weights 0, weight sums past the limit, conditional routes without a condition, a router with
-//! no route at all, and the documented size limits below. [`RouterConfig::compile`] runs it first,
+//! weights 0, weight sums past the limit, conditional routes without a condition or with one that
+//! is not valid CEL, a router with no route at all, and the documented size limits below. [`RouterConfig::compile`] runs it first,
 //! so nothing invalid is ever compiled.
 
 use rustc_hash::FxHashMap as HashMap;
 
+use crate::condition::Condition;
 use crate::config::{Route, RouterConfig};
 use crate::error::{ConfigError, ConfigErrorKind as K, ConfigErrors, JsonPath};
 
@@ -53,6 +54,16 @@ pub fn is_valid_router_name(name: &str) -> bool {
 ///
 /// All problems at once, in document order, each with its path.
 pub fn validate(config: &RouterConfig, options: &ValidationOptions) -> Result<(), ConfigErrors> {
+    validate_and_compile_conditions(config, options).map(drop)
+}
+
+/// [`validate`], keeping what it had to compile to check the conditions: one compiled
+/// condition per conditional route, in order (for [`RouterConfig::compile`]).
+pub(crate) fn validate_and_compile_conditions(
+    config: &RouterConfig,
+    options: &ValidationOptions,
+) -> Result<Vec<Condition>, ConfigErrors> {
+    let mut conditions = Vec::with_capacity(config.routes.len());
     let mut errors = Vec::new();
     let root = JsonPath::root();
     let name_path = root.key("name");
@@ -112,6 +123,16 @@ pub fn validate(config: &RouterConfig, options: &ValidationOptions) -> Result<()
                             max: MAX_CONDITION_BYTES,
                         },
                     ));
+                } else {
+                    match Condition::compile(&c.cel_expression) {
+                        Ok(compiled) => conditions.push(compiled),
+                        Err(e) => errors.push(ConfigError::new(
+                            cpath,
+                            K::InvalidCondition {
+                                message: e.to_string(),
+                            },
+                        )),
+                    }
                 }
             }
         }
@@ -126,7 +147,7 @@ pub fn validate(config: &RouterConfig, options: &ValidationOptions) -> Result<()
         );
     }
     match ConfigErrors::from_vec(errors) {
-        None => Ok(()),
+        None => Ok(conditions),
         Some(e) => Err(e),
     }
 }

@@ -3,8 +3,8 @@
 //! the `parse → serialize → parse` identity, and "nothing panics" over arbitrary input.
 
 use abroute::config::{
-    Condition, ConditionalRoute, ModelSelection, ProviderPreferences, Route, SortDirection,
-    SortKey, SortMetric, Variant, WeightedVariant,
+    Condition, ConditionalRoute, Failover, ModelSelection, ProviderPreferences, Route,
+    SortDirection, SortKey, SortMetric, Variant, WeightedVariant,
 };
 use abroute::error::PathSegment;
 use abroute::validate::{ValidationOptions, validate};
@@ -491,7 +491,7 @@ fn unknown_fields_are_rejected_at_every_level_with_their_path() {
     let v = with_member(&full, "/defaultRoute", "salt ", json!("x"));
     assert_eq!(
         value_err(&v).to_string(),
-        "defaultRoute: unknown field `salt `, expected one of `route_id`, `variants`, `salt`"
+        "defaultRoute: unknown field `salt `, expected one of `route_id`, `variants`, `salt`, `failover`"
     );
 }
 
@@ -998,6 +998,7 @@ fn route_construction_with_salt() {
             weight: 1,
         }],
         salt: Some("shared".into()),
+        failover: None,
     };
     let config = RouterConfig {
         name: "a".into(),
@@ -1145,11 +1146,13 @@ fn arb_route() -> impl Strategy<Value = Route> {
         arb_string(),
         prop::collection::vec(arb_variant(), 0..4),
         prop::option::of(arb_string()),
+        prop::option::of(any::<bool>().prop_map(|across_variants| Failover { across_variants })),
     )
-        .prop_map(|(route_id, variants, salt)| Route {
+        .prop_map(|(route_id, variants, salt, failover)| Route {
             route_id,
             variants,
             salt,
+            failover,
         })
 }
 
@@ -1557,4 +1560,30 @@ fn mutated_routers_reach_every_stage() {
     assert!(unreadable >= 40, "{unreadable}");
     assert!(invalid >= 20, "{invalid}");
     assert!(compiled >= 40, "{compiled}");
+}
+
+#[test]
+fn failover_extension_reads_and_round_trips() {
+    let v = json!({"name": "a", "defaultRoute": {"route_id": "r", "failover": {"acrossVariants": true},
+        "variants": [{"variant": {"variant_id": "v", "model_id": "m"}, "weight": 1}]}});
+    let config = RouterConfig::from_value(&v).unwrap();
+    let failover = config.default_route.as_ref().and_then(|r| r.failover);
+    assert_eq!(
+        failover,
+        Some(Failover {
+            across_variants: true
+        })
+    );
+    assert!(
+        config
+            .to_json()
+            .contains(r#""failover":{"across_variants":true}"#)
+    );
+    let bad = json!({"name": "a", "defaultRoute": {"route_id": "r", "failover": {"across": true},
+        "variants": [{"variant": {"variant_id": "v", "model_id": "m"}, "weight": 1}]}});
+    let err = RouterConfig::from_value(&bad).unwrap_err().to_string();
+    assert!(
+        err.contains("defaultRoute.failover: unknown field `across`, expected `across_variants`"),
+        "{err}"
+    );
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use abroute::{ConfigErrorKind, Engine, RequestContext, RouteError, RouterConfig};
+use abroute::{Assignment, ConfigErrorKind, Engine, RequestContext, RouteError, RouterConfig};
 
 const SEED: &str = r#"{ "name": "compare-frontier-models", "defaultRoute": { "route_id": "default", "variants": [ { "variant": { "variant_id": "openai/gpt-4o-mini-a", "model_id": "openai/gpt-4o-mini" }, "weight": 33 }, { "variant": { "variant_id": "openai/gpt-3.5-turbo-b", "model_id": "openai/gpt-3.5-turbo" }, "weight": 33 }, { "variant": { "variant_id": "openai/gpt-4.1-c", "model_id": "openai/gpt-4.1" }, "weight": 34 } ] } }"#;
 
@@ -47,7 +47,6 @@ fn seed_router_routes_with_every_field() {
     assert_eq!(d.variant_id(), "openai/gpt-4o-mini-a");
     assert_eq!(d.model_id(), "openai/gpt-4o-mini");
     assert_eq!(d.version(), 1);
-    assert_eq!(d.unevaluated_routes(), 0);
     let d = snap
         .route(
             "compare-frontier-models",
@@ -91,7 +90,7 @@ fn unknown_router_and_no_route_matched() {
     assert_eq!(err, RouteError::UnknownRouter("nope".into()));
     assert_eq!(err.to_string(), "unknown router \"nope\"");
 
-    // Only a conditional route: conditions are not evaluated yet, so nothing matches.
+    // Only a conditional route: a request it does not match has nowhere to go.
     let only_conditional = RouterConfig::from_json(
         r#"{ "name": "c", "routes": [ { "route": { "route_id": "premium", "variants": [
             { "variant": { "variant_id": "big", "model_id": "openai/gpt-4.1" }, "weight": 100 } ] },
@@ -100,8 +99,12 @@ fn unknown_router_and_no_route_matched() {
     .unwrap();
     engine.upsert(only_conditional).unwrap();
     let snap = engine.load();
-    let err = snap
+    let d = snap
         .route("c", &RequestContext::new().with_metadata("tier", "premium"))
+        .unwrap();
+    assert_eq!(d.route_id(), "premium");
+    let err = snap
+        .route("c", &RequestContext::new().with_metadata("tier", "free"))
         .unwrap_err();
     assert_eq!(err, RouteError::NoRouteMatched);
     assert_eq!(
@@ -110,26 +113,113 @@ fn unknown_router_and_no_route_matched() {
     );
 }
 
+const CONDITIONAL: &str = r#"{ "name": "c", "routes": [
+    { "route": { "route_id": "premium", "variants": [
+        { "variant": { "variant_id": "big", "model_id": "openai/gpt-4.1" }, "weight": 100 } ] },
+      "condition": { "cel_expression": "tier == \"premium\" && seats > 10" } },
+    { "route": { "route_id": "support", "variants": [
+        { "variant": { "variant_id": "care", "model_id": "openai/gpt-4o" }, "weight": 1 } ] },
+      "condition": { "cel_expression": "messages.last().content.matches(\"(?i).*(refund|chargeback).*\")" } } ],
+  "defaultRoute": { "route_id": "default", "variants": [
+    { "variant": { "variant_id": "small", "model_id": "openai/gpt-4o-mini" }, "weight": 1 } ] } }"#;
+
 #[test]
-fn conditional_routes_are_reported_not_matched() {
-    let config = RouterConfig::from_json(
-        r#"{ "name": "c", "routes": [ { "route": { "route_id": "premium", "variants": [
-            { "variant": { "variant_id": "big", "model_id": "openai/gpt-4.1" }, "weight": 100 } ] },
-            "condition": { "cel_expression": "true" } } ],
-            "defaultRoute": { "route_id": "default", "variants": [
-            { "variant": { "variant_id": "small", "model_id": "openai/gpt-4o-mini" }, "weight": 1 } ] } }"#,
-    )
-    .unwrap();
-    let compiled = config.compile().unwrap();
-    assert_eq!(compiled.conditional_routes().len(), 1);
-    assert_eq!(compiled.conditional_routes()[0].condition(), Some("true"));
-    let d = compiled.decide(&RequestContext::new()).unwrap();
-    assert_eq!(
-        d.route_id(),
-        "default",
-        "an unevaluated condition never matches"
+fn conditions_pick_the_first_true_route_in_order() {
+    let router = RouterConfig::from_json(CONDITIONAL)
+        .unwrap()
+        .compile()
+        .unwrap();
+    let route = |ctx: &RequestContext<'_>| router.decide(ctx).unwrap().route_id().to_owned();
+    let premium = RequestContext::new()
+        .with_metadata("tier", "premium")
+        .with_metadata("seats", 12);
+    assert_eq!(route(&premium), "premium");
+    let few_seats = RequestContext::new()
+        .with_metadata("tier", "premium")
+        .with_metadata("seats", 3);
+    assert_eq!(route(&few_seats), "default");
+    let messages = serde_json::json!([
+        { "role": "user", "content": "hello" },
+        { "role": "user", "content": "I want a REFUND now" }
+    ]);
+    let angry = RequestContext::new().with_messages(&messages);
+    assert_eq!(route(&angry), "support");
+    // A missing key or a type error is false, and counted.
+    let wrong_type = RequestContext::new()
+        .with_metadata("tier", "premium")
+        .with_metadata("seats", "many");
+    assert_eq!(route(&wrong_type), "default");
+    assert!(router.conditional_routes()[0].condition_errors() >= 1);
+
+    let explanation = router.explain(&few_seats);
+    assert_eq!(explanation.conditions.len(), 2);
+    assert_eq!(explanation.conditions[0].outcome, "false");
+    assert!(
+        explanation.conditions[1].outcome.starts_with("error"),
+        "{explanation}"
     );
-    assert_eq!(d.unevaluated_routes(), 1);
+    assert_eq!(
+        explanation.decision.as_ref().map(|d| d.route_id()).ok(),
+        Some("default")
+    );
+    let text = explanation.to_string();
+    assert!(text.contains("route \"premium\""), "{text}");
+    assert!(text.contains("decision: route \"default\""), "{text}");
+}
+
+#[test]
+fn an_invalid_condition_is_a_config_error_with_its_path() {
+    let bad = CONDITIONAL.replace("seats > 10", "seats >");
+    let errors = RouterConfig::from_json(&bad)
+        .unwrap()
+        .compile()
+        .unwrap_err();
+    let e = &errors.errors()[0];
+    assert_eq!(e.path.to_string(), "routes[0].condition.cel_expression");
+    assert!(
+        matches!(e.kind, ConfigErrorKind::InvalidCondition { .. }),
+        "{e}"
+    );
+    assert!(e.to_string().contains("line 1 column"), "{e}");
+}
+
+#[test]
+fn sticky_users_keep_their_variant_and_the_record_says_so() {
+    let engine = Engine::new();
+    engine
+        .upsert(RouterConfig::from_json(SEED).unwrap())
+        .unwrap();
+    let snap = engine.load();
+    let ctx = RequestContext::new().with_user("user-42");
+    let first = snap.route("compare-frontier-models", &ctx).unwrap();
+    for _ in 0..100 {
+        let again = snap.route("compare-frontier-models", &ctx).unwrap();
+        assert_eq!(again.variant_id(), first.variant_id());
+        assert_eq!(again.assignment(), first.assignment());
+    }
+    let Assignment::Sticky { key_hash, bucket } = first.assignment() else {
+        panic!("a user gives a sticky assignment: {:?}", first.assignment());
+    };
+    assert_eq!(bucket, (key_hash >> 48) as u32);
+    // The fallback order is the user's own: every other variant once, the same each time.
+    let order: Vec<usize> = first.fallbacks().map(|(i, _)| i).collect();
+    assert_eq!(order.len(), 2);
+    assert!(!order.contains(&first.variant_index()));
+    let again: Vec<usize> = first.fallbacks().map(|(i, _)| i).collect();
+    assert_eq!(order, again);
+    // Reordering the variants and changing a model moves nobody.
+    let mut moved_config = RouterConfig::from_json(SEED).unwrap();
+    let route = moved_config.default_route.as_mut().unwrap();
+    route.variants.reverse();
+    route.variants[0].variant.model_id = "openai/gpt-4.1-2025".into();
+    engine.upsert(moved_config).unwrap();
+    let snap2 = engine.load();
+    for user in ["user-1", "user-2", "user-3", "😀", ""] {
+        let ctx = RequestContext::new().with_user(user);
+        let a = snap.route("compare-frontier-models", &ctx).unwrap();
+        let b = snap2.route("compare-frontier-models", &ctx).unwrap();
+        assert_eq!(a.variant_id(), b.variant_id(), "user {user:?} moved");
+    }
 }
 
 #[test]

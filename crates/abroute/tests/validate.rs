@@ -454,12 +454,14 @@ fn conditional_routes_need_a_condition() {
         }
     );
 
-    // A router of conditional routes only is valid; with conditions not yet evaluated, a
-    // request finds no route, with Inworld's message.
+    // A router of conditional routes only is valid; a request no condition matches finds no
+    // route, with Inworld's message.
     let c = read(&json!({ "name": "r", "routes": [
-        { "route": route, "condition": { "cel_expression": "true" } } ] }));
+        { "route": route, "condition": { "cel_expression": "tier == 'gold'" } } ] }));
     valid(&c);
     let compiled = c.compile().expect("compiles");
+    let gold = RequestContext::new().with_metadata("tier", "gold");
+    assert_eq!(compiled.decide(&gold).map(|d| d.route_id()), Ok("c"));
     let err = compiled
         .decide(&RequestContext::new().with_random(7))
         .expect_err("no default route");

@@ -81,15 +81,15 @@ pub struct Variables<'r, 'a> {
 }
 
 impl<'r, 'a> Variables<'r, 'a> {
-    /// The variables of `ctx`: its metadata keys and its `user`; no `messages` yet.
+    /// The variables of `ctx`: its metadata keys, its `user` and its `messages`.
     pub fn new(ctx: &'r RequestContext<'a>) -> Variables<'r, 'a> {
         Variables {
             ctx,
-            messages: None,
+            messages: ctx.messages(),
         }
     }
 
-    /// Sets `messages`: the request's `messages` array, borrowed.
+    /// Sets `messages`: the request's `messages` array, borrowed (overriding the context's).
     pub fn with_messages(mut self, messages: &'r Json) -> Variables<'r, 'a> {
         self.messages = Some(messages);
         self

@@ -81,6 +81,18 @@ pub struct Route {
     /// name plus the route_id. Routes with the same salt share a population of users.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub salt: Option<String>,
+    /// Failover settings (an abroute extension of the Inworld schema).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failover: Option<Failover>,
+}
+
+/// How a route fails over (an abroute extension of the Inworld schema).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Failover {
+    /// After the assigned variant's models, try the route's other variants (in the request's
+    /// fallback order) with their own models. Default false: only the assigned variant's models
+    /// (and the request's own) are tried, unless every one of them is ejected.
+    pub across_variants: bool,
 }
 
 /// A variant and its share of a route's traffic.

@@ -10,8 +10,8 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 use super::{
-    Condition, ConditionalRoute, ModelSelection, ProviderPreferences, Route, RouterConfig,
-    SortDirection, SortKey, SortMetric, Variant, WeightedVariant,
+    Condition, ConditionalRoute, Failover, ModelSelection, ProviderPreferences, Route,
+    RouterConfig, SortDirection, SortKey, SortMetric, Variant, WeightedVariant,
 };
 use crate::error::{ConfigError, ConfigErrorKind as K, ConfigErrors, JsonPath};
 
@@ -35,7 +35,11 @@ const CONDITION_FIELDS: &[Field] = &[CEL_EXPRESSION];
 const ROUTE_ID: Field = ("route_id", Some("routeId"));
 const VARIANTS: Field = ("variants", None);
 const SALT: Field = ("salt", None);
-const ROUTE_FIELDS: &[Field] = &[ROUTE_ID, VARIANTS, SALT];
+const FAILOVER: Field = ("failover", None);
+const ROUTE_FIELDS: &[Field] = &[ROUTE_ID, VARIANTS, SALT, FAILOVER];
+
+const ACROSS_VARIANTS: Field = ("across_variants", Some("acrossVariants"));
+const FAILOVER_FIELDS: &[Field] = &[ACROSS_VARIANTS];
 
 const VARIANT: Field = ("variant", None);
 const WEIGHT: Field = ("weight", None);
@@ -79,7 +83,8 @@ macro_rules! expected {
 const ROUTER_EXPECTED: &[&str] = expected!(NAME, DISPLAY_NAME, ROUTES, DEFAULT_ROUTE, DEFAULTS);
 const CONDITIONAL_EXPECTED: &[&str] = expected!(ROUTE, CONDITION);
 const CONDITION_EXPECTED: &[&str] = expected!(CEL_EXPRESSION);
-const ROUTE_EXPECTED: &[&str] = expected!(ROUTE_ID, VARIANTS, SALT);
+const ROUTE_EXPECTED: &[&str] = expected!(ROUTE_ID, VARIANTS, SALT, FAILOVER);
+const FAILOVER_EXPECTED: &[&str] = expected!(ACROSS_VARIANTS);
 const WEIGHTED_EXPECTED: &[&str] = expected!(VARIANT, WEIGHT);
 const VARIANT_EXPECTED: &[&str] = expected!(
     VARIANT_ID,
@@ -506,10 +511,39 @@ impl Reader {
             None => None,
         };
         let salt = self.opt_string(&obj, SALT);
+        let failover = self.optional(&obj, FAILOVER, Self::failover);
         Some(Route {
             route_id: route_id?,
             variants: variants?,
             salt,
+            failover: failover?,
+        })
+    }
+
+    fn failover(&mut self, v: &Value, path: &JsonPath) -> Option<Failover> {
+        let obj = self.object(
+            v,
+            path,
+            "a failover object ({\"across_variants\": true})",
+            FAILOVER_FIELDS,
+            FAILOVER_EXPECTED,
+        )?;
+        let across_variants = match self.get(&obj, ACROSS_VARIANTS) {
+            Some((Value::Bool(b), _)) => Some(*b),
+            Some((other, p)) => {
+                self.err(
+                    p,
+                    K::WrongType {
+                        expected: "a boolean",
+                        found: kind_of(other),
+                    },
+                );
+                None
+            }
+            None => Some(false),
+        };
+        Some(Failover {
+            across_variants: across_variants?,
         })
     }
 
