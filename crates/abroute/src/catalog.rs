@@ -713,6 +713,14 @@ impl Catalog {
         Self::default_openai_ref().clone()
     }
 
+    /// The shipped catalog behind a shared `Arc` (what an engine uses unless given another).
+    pub fn default_openai_shared() -> std::sync::Arc<Catalog> {
+        static SHARED: OnceLock<std::sync::Arc<Catalog>> = OnceLock::new();
+        std::sync::Arc::clone(
+            SHARED.get_or_init(|| std::sync::Arc::new(Self::default_openai_ref().clone())),
+        )
+    }
+
     /// The shipped catalog, shared.
     pub fn default_openai_ref() -> &'static Catalog {
         static DEFAULT: OnceLock<Catalog> = OnceLock::new();

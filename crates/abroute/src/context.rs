@@ -20,6 +20,8 @@ use std::borrow::Cow;
 
 use serde_json::Value;
 
+use crate::catalog::Needs;
+
 /// One typed metadata value. Numbers stay numbers, so `seats > 10` can work in a condition.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -113,6 +115,7 @@ pub struct RequestContext<'a> {
     metadata: Vec<(Cow<'a, str>, MetadataValue<'a>)>,
     models: Vec<Cow<'a, str>>,
     messages: Option<&'a Value>,
+    needs: Option<Needs>,
     random: Option<u64>,
 }
 
@@ -173,6 +176,19 @@ impl<'a> RequestContext<'a> {
     /// The request's `messages`, if set.
     pub fn messages(&self) -> Option<&'a Value> {
         self.messages
+    }
+
+    /// Declares what the request needs from a model (vision, tools, a response schema, a
+    /// context window): with capability routing on, variants whose models cannot serve it are
+    /// skipped.
+    pub fn with_needs(mut self, needs: Needs) -> RequestContext<'a> {
+        self.needs = Some(needs);
+        self
+    }
+
+    /// What the request needs, if declared.
+    pub fn needs(&self) -> Option<&Needs> {
+        self.needs.as_ref()
     }
 
     /// The request's own fallback models.

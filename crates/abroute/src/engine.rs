@@ -32,11 +32,13 @@ use std::time::Duration;
 use arc_swap::{ArcSwap, Guard};
 use rustc_hash::FxHashMap;
 
+use crate::catalog::Catalog;
 use crate::config::RouterConfig;
 use crate::context::RequestContext;
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
 use crate::health::{HealthConfig, HealthRegistry, Outcome};
 use crate::router::{CompiledRouter, Decision, Registries};
+use crate::select::ModelMetrics;
 use crate::stats::VariantStatsSnapshot;
 use crate::validate::ValidationOptions;
 
@@ -190,6 +192,56 @@ impl Engine {
                 ..Registries::default()
             },
         }
+    }
+
+    /// Uses `catalog` instead of the shipped OpenAI catalog (call before loading routers).
+    pub fn with_catalog(mut self, catalog: Catalog) -> Engine {
+        self.registries.catalog = Arc::new(catalog);
+        self
+    }
+
+    /// Turns capability routing on or off (off by default; call before loading routers): a
+    /// request that declares needs ([`RequestContext::with_needs`]) skips variants whose models
+    /// cannot serve it, the split renormalized exactly over the rest.
+    pub fn with_capability_routing(mut self, on: bool) -> Engine {
+        self.registries.capability_routing = on;
+        self
+    }
+
+    /// The model catalog.
+    pub fn catalog(&self) -> &Catalog {
+        &self.registries.catalog
+    }
+
+    /// Observed latency and throughput per model, for latency and throughput sorting.
+    pub fn metrics(&self) -> &ModelMetrics {
+        &self.registries.metrics
+    }
+
+    /// Recompiles every loaded router from its config, keeping each router's version, so that
+    /// variants sorted by observed latency or throughput pick up the latest metrics. The
+    /// snapshot version grows; decisions keep reporting their router's config version. Call it
+    /// every few seconds if you sort by `SORT_METRIC_LATENCY` or `SORT_METRIC_THROUGHPUT`.
+    pub fn refresh(&self) -> u64 {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        let old = self.current.load_full();
+        let mut routers = old.routers.clone();
+        for (name, loaded) in old.routers.iter() {
+            // Each config compiled once already: it cannot fail now.
+            if let Ok(mut compiled) = self.compile(&loaded.config) {
+                compiled.set_version(loaded.compiled.version());
+                routers.insert(
+                    name.clone(),
+                    Arc::new(LoadedRouter {
+                        compiled,
+                        config: loaded.config.clone(),
+                    }),
+                );
+            }
+        }
+        let version = old.version + 1;
+        self.current.store(Arc::new(Snapshot { version, routers }));
+        version
     }
 
     /// The health of every model and provider named by a loaded router.

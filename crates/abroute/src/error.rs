@@ -207,6 +207,12 @@ pub enum ConfigErrorKind {
     },
     /// A conditional route without `condition.cel_expression`.
     MissingCondition,
+    /// A `model_selection` the catalog cannot satisfy (an empty `auto` pool, a sort metric no
+    /// catalog score covers, ...).
+    Selection {
+        /// What is wrong, in a sentence.
+        message: String,
+    },
     /// A `cel_expression` that does not compile.
     InvalidCondition {
         /// The CEL compiler's message, with its position in the expression.
@@ -302,6 +308,7 @@ impl fmt::Display for ConfigErrorKind {
                 "a conditional route needs `condition.cel_expression`; \
                  use `defaultRoute` for the route without a condition",
             ),
+            K::Selection { message } => f.write_str(message),
             K::InvalidCondition { message } => write!(f, "invalid CEL condition: {message}"),
             K::NoRoutes => f.write_str(
                 "the router has neither a `defaultRoute` nor any conditional route, \

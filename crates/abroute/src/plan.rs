@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use crate::fallback::Fallbacks;
 use crate::health::Outcome;
-use crate::record::{AttemptRecord, DecisionRecord};
+use crate::record::{AttemptRecord, DecisionRecord, SkippedVariant};
 use crate::router::{CompiledVariant, Decision, ModelTarget};
 
 /// The most attempts a plan yields.
@@ -159,8 +159,23 @@ impl<'a> AttemptPlan<'a> {
         self.fail_open
     }
 
+    /// Whether a candidate may be yielded: its model (and provider) is not ejected and, with
+    /// capability routing, the model can serve the request. Both checks are off in fail-open mode.
     fn available(&self, target: Option<&ModelTarget>) -> bool {
-        !self.check_health || target.is_none_or(|t| t.is_available(self.now))
+        if !self.check_health {
+            return true;
+        }
+        let Some(target) = target else {
+            return true;
+        };
+        let capable = match (
+            self.decision.compiled_router().capability_catalog(),
+            self.decision.needs(),
+        ) {
+            (Some(catalog), Some(needs)) => catalog.can_serve(target.id(), needs).is_ok(),
+            _ => true,
+        };
+        capable && target.is_available(self.now)
     }
 
     /// The next candidate in configured order, health aside; advances the cursor.
@@ -290,6 +305,16 @@ impl<'a> AttemptPlan<'a> {
         record.served_variant_id = served.map(|a| a.variant_id().to_owned());
         record.served_model_id = served.map(|a| a.model_id().to_owned());
         record.fail_open = self.fail_open;
+        record.skipped = self
+            .decision
+            .skipped_variants()
+            .into_iter()
+            .map(|(v, why)| SkippedVariant {
+                variant_id: v.id().to_owned(),
+                reason: why.code().to_owned(),
+                message: why.to_string(),
+            })
+            .collect();
         record.attempts = self
             .log
             .iter()

@@ -99,6 +99,20 @@ pub struct DecisionRecord {
     pub attempts: Vec<AttemptRecord>,
     /// True when every candidate was ejected and the plan ignored health.
     pub fail_open: bool,
+    /// Capability routing: the variants skipped because their models cannot serve the request.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped: Vec<SkippedVariant>,
+}
+
+/// A variant capability routing skipped, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedVariant {
+    /// The variant.
+    pub variant_id: String,
+    /// A short code: `vision`, `tools`, `response_schema`, `context_window`, `max_output`, ...
+    pub reason: String,
+    /// The reason in a sentence.
+    pub message: String,
 }
 
 impl DecisionRecord {
@@ -115,6 +129,7 @@ impl DecisionRecord {
             assignment: d.assignment().into(),
             attempts: Vec::new(),
             fail_open: false,
+            skipped: Vec::new(),
         }
     }
 }

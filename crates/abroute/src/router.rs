@@ -32,13 +32,15 @@ use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
+use crate::catalog::{Catalog, Needs};
 use crate::condition::{Condition, ConditionOutcome, Variables};
-use crate::config::{Route, RouterConfig};
+use crate::config::{ModelSelection, Route, RouterConfig};
 use crate::context::RequestContext;
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
 use crate::fallback::{Fallbacks, RandomFallbacks};
 use crate::health::{Health, HealthRegistry, Outcome, provider_of};
 use crate::plan::AttemptPlan;
+use crate::select::{ModelMetrics, order_models, selection_errors};
 use crate::stats::{StatsRegistry, VariantStats};
 use crate::sticky::{MAX_STICKY_VARIANTS, StickyTable, key_hash_with, salt_seed};
 use crate::table::{AliasTable, WeightError};
@@ -90,11 +92,30 @@ impl ModelTarget {
 
 /// The shared state compiled routers link to: health by model and provider, counters by
 /// variant, and sticky tables by content.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Registries {
     pub(crate) health: HealthRegistry,
     pub(crate) stats: StatsRegistry,
     pub(crate) sticky: StickyCache,
+    /// Model facts, for `auto`, bare model names, sorting and capability routing.
+    pub(crate) catalog: Arc<Catalog>,
+    /// Observed latency and throughput, for latency and throughput sorting.
+    pub(crate) metrics: Arc<ModelMetrics>,
+    /// Whether requests that declare needs skip variants whose models cannot serve them.
+    pub(crate) capability_routing: bool,
+}
+
+impl Default for Registries {
+    fn default() -> Self {
+        Registries {
+            health: HealthRegistry::default(),
+            stats: StatsRegistry::default(),
+            sticky: StickyCache::default(),
+            catalog: Catalog::default_openai_shared(),
+            metrics: Arc::new(ModelMetrics::new()),
+            capability_routing: false,
+        }
+    }
 }
 
 /// What a sticky table is built from: the salt, and every variant's id and weight in order.
@@ -175,6 +196,13 @@ impl CompiledVariant {
         &self.targets
     }
 
+    /// Whether some model of this variant can serve a request with `needs`.
+    pub fn can_serve(&self, catalog: &Catalog, needs: &Needs) -> bool {
+        self.targets
+            .iter()
+            .any(|t| catalog.can_serve(t.id(), needs).is_ok())
+    }
+
     /// The variant's counters (`None` in routes past [`MAX_STATS_VARIANTS`]).
     pub fn stats(&self) -> Option<&VariantStats> {
         self.stats.as_deref()
@@ -209,7 +237,41 @@ pub(crate) struct TargetCache<'c> {
     providers: FxHashMap<&'c str, Arc<Health>>,
 }
 
+/// The ordered candidates of a variant that needs the catalog: `auto`, a bare model name, or a
+/// `model_selection` with sort keys (see [`order_models`]). Empty for a plain
+/// `provider/model` with unsorted fallbacks (the common case, which allocates nothing here), and
+/// for a bare name the catalog does not know, which is then called as written.
+fn selected_models(v: &crate::config::Variant, registries: &Registries) -> Vec<String> {
+    let sorted = v
+        .model_selection
+        .as_ref()
+        .is_some_and(|s| !s.sort.is_empty());
+    if !(v.model_id == "auto" || !v.model_id.contains('/') || sorted) {
+        return Vec::new();
+    }
+    let default = ModelSelection::default();
+    let selection = v.model_selection.as_ref().unwrap_or(&default);
+    order_models(
+        &v.model_id,
+        selection,
+        &registries.catalog,
+        &registries.metrics,
+    )
+}
+
 impl<'c> TargetCache<'c> {
+    /// A target for a model name that does not borrow from the config (one the catalog chose).
+    fn owned_target(&mut self, model: &str, registries: &Registries) -> ModelTarget {
+        if let Some(t) = self.targets.get(model) {
+            return t.clone();
+        }
+        ModelTarget {
+            id: model.into(),
+            health: registries.health.model(model),
+            provider: provider_of(model).map(|p| registries.health.provider(p)),
+        }
+    }
+
     fn target(&mut self, model: &'c str, registries: &Registries) -> ModelTarget {
         if let Some(t) = self.targets.get(model) {
             return t.clone();
@@ -259,13 +321,22 @@ impl CompiledRoute {
             .iter()
             .map(|wv| {
                 let v = &wv.variant;
-                let fallbacks = v.model_selection.iter().flat_map(|m| m.models.iter());
                 let mut targets: Vec<ModelTarget> = Vec::with_capacity(1);
-                for model in std::iter::once(&v.model_id).chain(fallbacks) {
-                    if model.is_empty() || targets.iter().any(|t| *t.id == **model) {
-                        continue;
+                let ordered = selected_models(v, registries);
+                if ordered.is_empty() {
+                    let fallbacks = v.model_selection.iter().flat_map(|m| m.models.iter());
+                    for model in std::iter::once(&v.model_id).chain(fallbacks) {
+                        if model.is_empty() || targets.iter().any(|t| *t.id == **model) {
+                            continue;
+                        }
+                        targets.push(cache.target(model, registries));
                     }
-                    targets.push(cache.target(model, registries));
+                } else {
+                    for model in &ordered {
+                        if !targets.iter().any(|t| *t.id == **model) {
+                            targets.push(cache.owned_target(model, registries));
+                        }
+                    }
                 }
                 CompiledVariant {
                     id: v.variant_id.as_str().into(),
@@ -331,6 +402,56 @@ impl CompiledRoute {
             c.insert(key, &table);
         }
         Some(table)
+    }
+
+    /// Capability routing: the assigned `variant` cannot serve `needs`; pick again among the
+    /// variants that can, from the conditional distribution (a random request: a fresh draw
+    /// over the servable weights; a sticky one: the first servable variant in the key's own
+    /// fallback order). Keeps `variant` when none can (fail open). Runs only in that case.
+    #[cold]
+    fn repick(
+        &self,
+        variant: usize,
+        assignment: Assignment,
+        catalog: &Catalog,
+        needs: &Needs,
+    ) -> usize {
+        let servable = |v: &CompiledVariant| v.weight > 0 && v.can_serve(catalog, needs);
+        match assignment {
+            Assignment::Random { draw } => {
+                let total: u64 = self
+                    .variants
+                    .iter()
+                    .filter(|v| servable(v))
+                    .map(|v| u64::from(v.weight))
+                    .sum();
+                if total == 0 {
+                    return variant;
+                }
+                let x = crate::random::mix64(draw ^ 0x6361_7061_6269_6c69); // "capabili"
+                let u = ((u128::from(x) * u128::from(total)) >> 64) as u64;
+                let mut acc = 0u64;
+                for (i, v) in self.variants.iter().enumerate() {
+                    if servable(v) {
+                        acc += u64::from(v.weight);
+                        if u < acc {
+                            return i;
+                        }
+                    }
+                }
+                variant
+            }
+            Assignment::Sticky { key_hash, .. } => match self.sticky_table() {
+                Some(table) => table
+                    .fallbacks(&table.assign_hashed(key_hash))
+                    .find(|&i| self.variants.get(i).is_some_and(servable))
+                    .unwrap_or(variant),
+                None => variant,
+            },
+            Assignment::Hashed { key_hash } => RandomFallbacks::new(self, variant, key_hash)
+                .find(|(_, v)| servable(v))
+                .map_or(variant, |(i, _)| i),
+        }
     }
 
     /// The sticky salt in bytes: the route's `salt`, or `router name ‖ 0x00 ‖ route_id`.
@@ -438,6 +559,8 @@ impl CompiledRoute {
 pub struct CompiledRouter {
     name: Box<str>,
     version: u64,
+    /// Present when capability routing is on: the catalog requests' needs are checked against.
+    catalog: Option<Arc<Catalog>>,
     routes: Box<[CompiledRoute]>,
     default_route: Option<CompiledRoute>,
 }
@@ -471,6 +594,9 @@ impl RouterConfig {
         registries: &Registries,
     ) -> Result<CompiledRouter, ConfigErrors> {
         let mut conditions = validate_and_compile_conditions(self, options)?.into_iter();
+        if let Some(errors) = ConfigErrors::from_vec(self.selection_errors(&registries.catalog)) {
+            return Err(errors);
+        }
         let mut cache = TargetCache::default();
         let root = JsonPath::root();
         let mut errors = Vec::new();
@@ -514,9 +640,49 @@ impl RouterConfig {
         Ok(CompiledRouter {
             name: self.name.as_str().into(),
             version: 0,
+            catalog: registries
+                .capability_routing
+                .then(|| Arc::clone(&registries.catalog)),
             routes: routes.into_boxed_slice(),
             default_route,
         })
+    }
+}
+
+impl RouterConfig {
+    /// Every problem of the `auto` variants' model selections against `catalog`, with paths.
+    fn selection_errors(&self, catalog: &Catalog) -> Vec<ConfigError> {
+        let root = JsonPath::root();
+        let conditional = self
+            .routes
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (&r.route, root.key("routes").index(i).key("route")));
+        let routes = conditional.chain(
+            self.default_route
+                .iter()
+                .map(|r| (r, root.key("defaultRoute"))),
+        );
+        let mut errors = Vec::new();
+        let default = ModelSelection::default();
+        for (route, path) in routes {
+            for (j, wv) in route.variants.iter().enumerate() {
+                if wv.variant.model_id != "auto" {
+                    continue;
+                }
+                let selection = wv.variant.model_selection.as_ref().unwrap_or(&default);
+                let vpath = path.key("variants").index(j).key("variant");
+                for e in selection_errors("auto", selection, catalog) {
+                    errors.push(ConfigError::new(
+                        e.path.prefixed(&vpath),
+                        ConfigErrorKind::Selection {
+                            message: e.kind.to_string(),
+                        },
+                    ));
+                }
+            }
+        }
+        errors
     }
 }
 
@@ -593,7 +759,16 @@ impl CompiledRouter {
 
     #[inline]
     fn decision<'a>(&'a self, route: &'a CompiledRoute, ctx: &RequestContext<'_>) -> Decision<'a> {
-        let (variant, assignment) = route.pick(ctx);
+        let (mut variant, assignment) = route.pick(ctx);
+        let mut needs = None;
+        if let (Some(catalog), Some(n)) = (&self.catalog, ctx.needs())
+            && !n.is_empty()
+        {
+            needs = Some(*n);
+            if !route.variants[variant].can_serve(catalog, n) {
+                variant = route.repick(variant, assignment, catalog, n);
+            }
+        }
         if let Some(stats) = &route.variants[variant].stats {
             stats.record_request();
         }
@@ -602,7 +777,13 @@ impl CompiledRouter {
             route,
             variant: variant as u32,
             assignment,
+            needs,
         }
+    }
+
+    /// The catalog requests' needs are checked against, when capability routing is on.
+    pub fn capability_catalog(&self) -> Option<&Catalog> {
+        self.catalog.as_deref()
     }
 
     /// Decides like [`decide`](Self::decide), and says why: for each conditional route in
@@ -725,6 +906,8 @@ pub struct Decision<'a> {
     route: &'a CompiledRoute,
     variant: u32,
     assignment: Assignment,
+    /// The request's needs, when capability routing checked them.
+    needs: Option<Needs>,
 }
 
 impl fmt::Debug for Decision<'_> {
@@ -819,6 +1002,31 @@ impl<'a> Decision<'a> {
         'a: 'p,
     {
         AttemptPlan::new(*self, ctx.models(), now)
+    }
+
+    /// The request's needs, when capability routing checked them for this decision.
+    pub fn needs(&self) -> Option<&Needs> {
+        self.needs.as_ref()
+    }
+
+    /// Capability routing: the variants of the route that cannot serve the request, each with
+    /// why (its primary model's reason). Empty when capability routing did not apply.
+    pub fn skipped_variants(&self) -> Vec<(&'a CompiledVariant, crate::catalog::Unsuitable)> {
+        let (Some(catalog), Some(needs)) = (self.router.catalog.as_deref(), self.needs.as_ref())
+        else {
+            return Vec::new();
+        };
+        self.route
+            .variants
+            .iter()
+            .filter(|v| v.weight > 0 && !v.can_serve(catalog, needs))
+            .filter_map(|v| {
+                catalog
+                    .can_serve(v.model_id(), needs)
+                    .err()
+                    .map(|why| (v, why))
+            })
+            .collect()
     }
 
     /// The compiled router.

@@ -259,7 +259,25 @@ fn full_router_reads_every_field() {
     );
 
     validate(&config, &ValidationOptions::strict()).expect("strict validation");
-    let compiled = config.compile().expect("compiles");
+    // The `auto` pool names models the shipped catalog does not know, and sorts by a score it
+    // does not have: compiling against it says so, for each model and key, with paths.
+    let errors = config
+        .compile()
+        .expect_err("the catalog lacks the pool's models");
+    assert!(
+        errors
+            .errors()
+            .iter()
+            .all(|e| matches!(e.kind, ConfigErrorKind::Selection { .. })
+                && e.path
+                    .to_string()
+                    .starts_with("routes[1].route.variants[0].variant.model_selection.models[")),
+        "{errors}"
+    );
+    let mut known = config.clone();
+    known.routes[1].route.variants[0].variant.model_id = "openai/gpt-4.1-mini".into();
+    known.routes[1].route.variants[0].variant.model_selection = None;
+    let compiled = known.compile().expect("compiles");
     let conds: Vec<_> = compiled
         .conditional_routes()
         .iter()
@@ -1440,9 +1458,17 @@ fn exercise(config: &RouterConfig) {
                 }
             }
         }
-        Err(e) => {
-            assert_eq!(Err(e), loose, "compile reports exactly validation's errors");
-        }
+        Err(e) => match &loose {
+            // Validation's errors, exactly, when it found any.
+            Err(_) => assert_eq!(Err(e), loose, "compile reports validation's errors"),
+            // Otherwise only what needs the catalog: `auto` selections it cannot satisfy.
+            Ok(()) => assert!(
+                e.errors()
+                    .iter()
+                    .all(|e| matches!(e.kind, ConfigErrorKind::Selection { .. })),
+                "compile fails past validation only for model selection: {e}"
+            ),
+        },
     }
     let _ = config.compile_with(&ValidationOptions::strict());
     let back = RouterConfig::from_json(&config.to_json());
@@ -1559,7 +1585,7 @@ fn mutated_routers_reach_every_stage() {
     eprintln!("unreadable {unreadable}, invalid {invalid}, compiled {compiled}");
     assert!(unreadable >= 40, "{unreadable}");
     assert!(invalid >= 20, "{invalid}");
-    assert!(compiled >= 40, "{compiled}");
+    assert!(compiled >= 30, "{compiled}");
 }
 
 #[test]
