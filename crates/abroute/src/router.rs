@@ -781,6 +781,15 @@ impl CompiledRouter {
         }
     }
 
+    /// Whether any condition mentions `messages`: a host can skip parsing a request's messages
+    /// for routers that never read them. Conservative (a textual check of the sources).
+    pub fn uses_messages(&self) -> bool {
+        self.routes
+            .iter()
+            .filter_map(CompiledRoute::condition)
+            .any(|c| c.contains("messages"))
+    }
+
     /// The catalog requests' needs are checked against, when capability routing is on.
     pub fn capability_catalog(&self) -> Option<&Catalog> {
         self.catalog.as_deref()

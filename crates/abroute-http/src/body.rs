@@ -1,0 +1,244 @@
+//! Bodies: a whole-bytes body, the layer's response body, and reading a body with a limit.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Buf, Bytes};
+use http::HeaderMap;
+use http_body::{Body, Frame, SizeHint};
+
+/// The error type of bodies that can fail: anything boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A body that is one `Bytes` (or nothing): what the management API and error responses use.
+#[derive(Debug, Clone, Default)]
+pub struct Full(Option<Bytes>);
+
+impl Full {
+    /// A body of these bytes.
+    pub fn new(bytes: Bytes) -> Full {
+        Full((!bytes.is_empty()).then_some(bytes))
+    }
+}
+
+impl From<Bytes> for Full {
+    fn from(bytes: Bytes) -> Full {
+        Full::new(bytes)
+    }
+}
+
+impl Body for Full {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Poll::Ready(self.0.take().map(|b| Ok(Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_none()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.0.as_ref().map_or(0, |b| b.len() as u64))
+    }
+}
+
+/// The response body of the [`AbrouteLayer`](crate::AbrouteLayer): the upstream's body (with
+/// the frames the layer already read replayed first), or bytes the layer wrote itself (an
+/// error, or a body with merged metadata).
+#[derive(Debug)]
+pub struct AbrouteBody<B> {
+    kind: Kind<B>,
+}
+
+#[derive(Debug)]
+enum Kind<B> {
+    Full(Option<Bytes>),
+    Inner {
+        buffered: Option<Bytes>,
+        pending: Option<Frame<Bytes>>,
+        inner: B,
+    },
+}
+
+impl<B> AbrouteBody<B> {
+    /// A body of bytes the layer wrote.
+    pub fn full(bytes: Bytes) -> AbrouteBody<B> {
+        AbrouteBody {
+            kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
+        }
+    }
+
+    /// The upstream's body, untouched.
+    pub fn inner(inner: B) -> AbrouteBody<B> {
+        AbrouteBody::replay(None, None, inner)
+    }
+
+    /// The upstream's body after the layer read `buffered` data and then `pending` (a frame)
+    /// from it.
+    pub(crate) fn replay(
+        buffered: Option<Bytes>,
+        pending: Option<Frame<Bytes>>,
+        inner: B,
+    ) -> AbrouteBody<B> {
+        AbrouteBody {
+            kind: Kind::Inner {
+                buffered: buffered.filter(|b| !b.is_empty()),
+                pending,
+                inner,
+            },
+        }
+    }
+}
+
+impl<B> Body for AbrouteBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.kind {
+            Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
+            Kind::Inner {
+                buffered,
+                pending,
+                inner,
+            } => {
+                if let Some(b) = buffered.take() {
+                    return Poll::Ready(Some(Ok(Frame::data(b))));
+                }
+                if let Some(f) = pending.take() {
+                    return Poll::Ready(Some(Ok(f)));
+                }
+                Pin::new(inner)
+                    .poll_frame(cx)
+                    .map(|f| f.map(|r| r.map_err(Into::into)))
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Full(b) => b.is_none(),
+            Kind::Inner {
+                buffered,
+                pending,
+                inner,
+            } => buffered.is_none() && pending.is_none() && inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
+            Kind::Inner {
+                buffered,
+                pending,
+                inner,
+            } => {
+                let extra = buffered.as_ref().map_or(0, |b| b.len() as u64)
+                    + pending
+                        .as_ref()
+                        .and_then(Frame::data_ref)
+                        .map_or(0, |b| b.len() as u64);
+                let h = inner.size_hint();
+                let mut out = SizeHint::new();
+                out.set_lower(h.lower() + extra);
+                if let Some(upper) = h.upper() {
+                    out.set_upper(upper + extra);
+                }
+                out
+            }
+        }
+    }
+}
+
+/// Why a body could not be read whole.
+#[derive(Debug)]
+pub(crate) enum ReadError {
+    /// More than the limit.
+    TooLarge,
+    /// The body failed.
+    Failed,
+}
+
+/// The `content-length` header, if present and a number.
+pub(crate) fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(http::header::CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Reads a whole body, refusing more than `limit` bytes (before reading anything when the
+/// declared length already exceeds it). A body of one frame is returned without copying.
+/// Trailers are dropped.
+pub(crate) async fn read_limited<B>(
+    body: B,
+    limit: usize,
+    declared: Option<u64>,
+) -> Result<Bytes, ReadError>
+where
+    B: Body,
+{
+    let limit64 = limit as u64;
+    if declared.is_some_and(|n| n > limit64) || body.size_hint().lower() > limit64 {
+        return Err(ReadError::TooLarge);
+    }
+    let mut body = std::pin::pin!(body);
+    let mut first: Option<Bytes> = None;
+    let mut rest: Option<Vec<u8>> = None;
+    let mut total = 0usize;
+    while let Some(frame) = std::future::poll_fn(|cx| body.as_mut().poll_frame(cx)).await {
+        let frame = frame.map_err(|_| ReadError::Failed)?;
+        let Ok(mut data) = frame.into_data() else {
+            continue;
+        };
+        let n = data.remaining();
+        total = total.saturating_add(n);
+        if total > limit {
+            return Err(ReadError::TooLarge);
+        }
+        if let Some(v) = rest.as_mut() {
+            put_buf(v, &mut data);
+        } else if let Some(f) = first.take() {
+            let hint = usize::try_from(declared.unwrap_or(0))
+                .unwrap_or(0)
+                .clamp(total, limit);
+            let mut v = Vec::with_capacity(hint);
+            v.extend_from_slice(&f);
+            put_buf(&mut v, &mut data);
+            rest = Some(v);
+        } else {
+            first = Some(data.copy_to_bytes(n));
+        }
+    }
+    Ok(match (first, rest) {
+        (_, Some(v)) => Bytes::from(v),
+        (Some(f), None) => f,
+        (None, None) => Bytes::new(),
+    })
+}
+
+fn put_buf(v: &mut Vec<u8>, data: &mut impl Buf) {
+    while data.has_remaining() {
+        let chunk = data.chunk();
+        v.extend_from_slice(chunk);
+        let n = chunk.len();
+        data.advance(n);
+    }
+}

@@ -1,0 +1,779 @@
+//! Extraction: what routing needs from a request body, read in one pass, borrowed.
+//!
+//! [`extract`] scans an OpenAI chat-completions, OpenAI responses or Anthropic messages body
+//! once (validating it as JSON on the way) and keeps *spans* into it: where each top-level member
+//! is, where `model`, `user`, `messages`, `extra_body.metadata`, `extra_body.models` and
+//! `extra_body.fallback` are. Nothing is decoded or copied unless asked for, except the `model`
+//! and `user` strings when they hold escapes.
+//!
+//! What is read, per API:
+//!
+//! | field | chat completions | responses | messages (Anthropic) |
+//! |---|---|---|---|
+//! | router model | `model` | `model` | `model` |
+//! | sticky key | `user` | `user` | `metadata.user_id` |
+//! | conditions' `messages` | `messages` | `input` (a string becomes one user message) | `messages` |
+//! | token estimate | `messages`, `tools` | `input`, `instructions`, `tools` | `messages`, `system`, `tools` |
+//! | vision | an `image_url` part | an `input_image` part | an `image` part |
+//! | tools | non-empty `tools` or `functions` | non-empty `tools` | non-empty `tools` |
+//! | response schema | `response_format.type == "json_schema"` | `text.format.type == "json_schema"` | `output_format.type == "json_schema"` |
+//! | output tokens | `max_completion_tokens`, `max_tokens` | `max_output_tokens` | `max_tokens` |
+//! | metadata, models, TTFT | `extra_body.metadata`, `extra_body.models`, `extra_body.fallback.ttft_timeout` | same | same |
+//!
+//! A key written twice counts once, with its **last** value, as `serde_json` and Python read it.
+//! A lone surrogate escape (`"\ud800"`, which JSON's grammar allows) decodes to U+FFFD; the body
+//! is not refused for it.
+//! The input-token estimate is the bytes of string values (message text, tool schemas; keys and
+//! `data:` URLs excluded) divided by four, rounded up: a cheap upper-side guess for English,
+//! good enough to keep a request away from a model whose context window it would overflow.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use abroute::{MetadataValue, Needs, RequestContext};
+use serde_json::Value;
+
+use crate::error::ApiError;
+use crate::json::{ContentStats, Kind, Scanner, StrSpan, SyntaxError, ValueSpan};
+use crate::list::SmallList;
+
+/// The most `extra_body.metadata` keys a request may send.
+pub const MAX_METADATA_KEYS: usize = 128;
+/// The most `extra_body.models` a request may send (a plan tries at most 16 models).
+pub const MAX_REQUEST_MODELS: usize = 16;
+/// The shortest `extra_body.fallback.ttft_timeout`, as Inworld documents it.
+pub const MIN_TTFT_TIMEOUT: Duration = Duration::from_millis(300);
+
+/// The API a request body is written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Api {
+    /// OpenAI `POST /v1/chat/completions`.
+    ChatCompletions,
+    /// OpenAI `POST /v1/responses`.
+    Responses,
+    /// Anthropic `POST /v1/messages`.
+    Messages,
+}
+
+impl Api {
+    /// The API of a request path, by its ending: `/chat/completions`, `/responses` or
+    /// `/messages` (so `/v1/...` and any prefix such as `/openai/v1/...` work).
+    pub fn from_path(path: &str) -> Option<Api> {
+        let path = path.strip_suffix('/').unwrap_or(path);
+        if path.ends_with("/chat/completions") {
+            Some(Api::ChatCompletions)
+        } else if path.ends_with("/responses") {
+            Some(Api::Responses)
+        } else if path.ends_with("/messages") {
+            Some(Api::Messages)
+        } else {
+            None
+        }
+    }
+
+    /// A short name: `chat_completions`, `responses` or `messages`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Api::ChatCompletions => "chat_completions",
+            Api::Responses => "responses",
+            Api::Messages => "messages",
+        }
+    }
+}
+
+/// One object member: its key and its value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Member {
+    pub(crate) key: StrSpan,
+    pub(crate) value: ValueSpan,
+}
+
+impl Member {
+    /// Where the member starts (its key's opening quote).
+    pub(crate) fn start(&self) -> usize {
+        self.key.inner.start - 1
+    }
+}
+
+/// What the extractor knows about a top-level key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Model,
+    User,
+    Stream,
+    /// The conversation (`messages`, or `input` in responses).
+    Conversation,
+    /// More text counted for tokens (`system`, `instructions`).
+    Text,
+    Tools,
+    /// `response_format` (chat) or `output_format` (messages): `{type}`.
+    Format,
+    /// `text` (responses): `{format: {type}}`.
+    TextFormat,
+    OutputTokens,
+    /// Anthropic's `metadata` (`user_id`).
+    AnthropicMetadata,
+    ExtraBody,
+    Other,
+}
+
+fn classify(api: Api, key: &str) -> Key {
+    use Api::{ChatCompletions as C, Messages as M, Responses as R};
+    match (key, api) {
+        ("model", _) => Key::Model,
+        ("user", C | R) => Key::User,
+        ("stream", _) => Key::Stream,
+        ("messages", C | M) | ("input", R) => Key::Conversation,
+        ("system", M) | ("instructions", R) => Key::Text,
+        ("tools", _) | ("functions", C) => Key::Tools,
+        ("response_format", C) | ("output_format", M) => Key::Format,
+        ("text", R) => Key::TextFormat,
+        ("max_tokens", C | M) | ("max_completion_tokens", C) | ("max_output_tokens", R) => {
+            Key::OutputTokens
+        }
+        ("metadata", M) => Key::AnthropicMetadata,
+        ("extra_body", _) => Key::ExtraBody,
+        _ => Key::Other,
+    }
+}
+
+/// What routing needs from one request body: spans into it, decoded only on demand.
+#[derive(Debug, Clone)]
+pub struct Extracted<'a> {
+    api: Api,
+    body: &'a [u8],
+    object_start: usize,
+    members: SmallList<Member, 16>,
+    model_member: Option<usize>,
+    model: Option<Cow<'a, str>>,
+    user: Option<Cow<'a, str>>,
+    stream: bool,
+    conversation: Option<ValueSpan>,
+    extra_body_member: Option<usize>,
+    extra_members: SmallList<Member, 8>,
+    metadata: Option<ValueSpan>,
+    models: Option<ValueSpan>,
+    fallback: Option<ValueSpan>,
+    stats: ContentStats,
+    tools: bool,
+    functions: bool,
+    response_schema: bool,
+    output_tokens: Option<u64>,
+}
+
+/// Scans `body` as a request for `api`: validates it as JSON and records what routing needs.
+///
+/// # Errors
+///
+/// 400 ([`ApiError::invalid_json`]) with the line, column and byte offset of the first syntax
+/// error, or when the body is not an object.
+pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
+    let located = |e: SyntaxError| ApiError::invalid_json(&e.locate(body));
+    let mut ex = Extracted {
+        api,
+        body,
+        object_start: 0,
+        members: SmallList::default(),
+        model_member: None,
+        model: None,
+        user: None,
+        stream: false,
+        conversation: None,
+        extra_body_member: None,
+        extra_members: SmallList::default(),
+        metadata: None,
+        models: None,
+        fallback: None,
+        stats: ContentStats::default(),
+        tools: false,
+        functions: false,
+        response_schema: false,
+        output_tokens: None,
+    };
+    let mut sc = Scanner::new(body);
+    sc.ws();
+    if sc.peek() != Some(b'{') {
+        // Report a syntax error if there is one, else "not an object".
+        sc.value().map_err(located)?;
+        sc.end().map_err(located)?;
+        return Err(ApiError::not_an_object());
+    }
+    ex.object_start = sc.pos();
+    let mut model_key: Option<StrSpan> = None;
+    let mut user_str: Option<StrSpan> = None;
+    sc.object(|sc, key| {
+        let name = key_name(body, &key)?;
+        let kind = classify(api, &name);
+        let (value, string) = match kind {
+            Key::Conversation | Key::Text | Key::Tools => {
+                (sc.value_counting(Some(&mut ex.stats))?, None)
+            }
+            Key::Format => {
+                let (v, schema) = format_type(sc, false)?;
+                ex.response_schema = schema;
+                (v, None)
+            }
+            Key::TextFormat => {
+                let (v, schema) = format_type(sc, true)?;
+                ex.response_schema = schema;
+                (v, None)
+            }
+            Key::AnthropicMetadata => {
+                let (v, user) = anthropic_user(sc)?;
+                user_str = user;
+                (v, None)
+            }
+            Key::ExtraBody => (ex.extra_body(sc)?, None),
+            _ => sc.value_str()?,
+        };
+        match kind {
+            Key::Model => {
+                ex.model_member = Some(ex.members.len());
+                model_key = string;
+            }
+            Key::User => user_str = string,
+            Key::Stream => ex.stream = value.span.of(body) == b"true",
+            Key::Conversation => ex.conversation = Some(value),
+            Key::Tools => {
+                let nonempty = value.kind == Kind::Array && !is_empty_container(body, value);
+                if name == "functions" {
+                    ex.functions = nonempty;
+                } else {
+                    ex.tools = nonempty;
+                }
+            }
+            Key::OutputTokens => {
+                ex.output_tokens = (value.kind == Kind::Number)
+                    .then(|| std::str::from_utf8(value.span.of(body)).ok()?.parse().ok())
+                    .flatten();
+            }
+            Key::ExtraBody => ex.extra_body_member = Some(ex.members.len()),
+            _ => {}
+        }
+        ex.members.push(Member { key, value });
+        Ok(())
+    })
+    .map_err(located)?;
+    sc.end().map_err(located)?;
+    ex.model = model_key
+        .map(|s| s.decode(body))
+        .transpose()
+        .map_err(located)?;
+    ex.user = user_str
+        .map(|s| s.decode(body))
+        .transpose()
+        .map_err(located)?;
+    Ok(ex)
+}
+
+/// A key's decoded name (borrowed unless it holds escapes).
+fn key_name<'a>(body: &'a [u8], key: &StrSpan) -> Result<Cow<'a, str>, SyntaxError> {
+    key.decode(body)
+}
+
+/// True when an array or object span holds nothing but whitespace.
+fn is_empty_container(body: &[u8], v: ValueSpan) -> bool {
+    let inner = &v.span.of(body)[1..v.span.len() - 1];
+    inner.iter().all(|b| b.is_ascii_whitespace())
+}
+
+/// Reads `{..., "type": "json_schema", ...}` (or, nested, `{"format": {"type": ...}}`);
+/// returns the value and whether the type is `json_schema`.
+fn format_type(sc: &mut Scanner<'_>, nested: bool) -> Result<(ValueSpan, bool), SyntaxError> {
+    sc.ws();
+    if sc.peek() != Some(b'{') {
+        return Ok((sc.value()?, false));
+    }
+    let body_start = sc.pos();
+    let mut schema = false;
+    let span = sc.object(|sc, key| {
+        let body = sc_body(sc);
+        if nested && key.eq_str(body, "format") {
+            schema = format_type(sc, false)?.1;
+        } else if !nested && key.eq_str(body, "type") {
+            let (_, s) = sc.value_str()?;
+            schema = s.is_some_and(|s| s.eq_str(body, "json_schema"));
+        } else {
+            sc.value()?;
+        }
+        Ok(())
+    })?;
+    debug_assert_eq!(span.start, body_start);
+    Ok((
+        ValueSpan {
+            span,
+            kind: Kind::Object,
+        },
+        schema,
+    ))
+}
+
+/// Reads Anthropic's `metadata` object; returns it and its `user_id` string, if any.
+fn anthropic_user(sc: &mut Scanner<'_>) -> Result<(ValueSpan, Option<StrSpan>), SyntaxError> {
+    sc.ws();
+    if sc.peek() != Some(b'{') {
+        return Ok((sc.value()?, None));
+    }
+    let mut user = None;
+    let span = sc.object(|sc, key| {
+        let (_, s) = sc.value_str()?;
+        if key.eq_str(sc_body(sc), "user_id") {
+            user = s;
+        }
+        Ok(())
+    })?;
+    Ok((
+        ValueSpan {
+            span,
+            kind: Kind::Object,
+        },
+        user,
+    ))
+}
+
+fn sc_body<'a>(sc: &Scanner<'a>) -> &'a [u8] {
+    sc.body()
+}
+
+impl<'a> Extracted<'a> {
+    /// Reads an `extra_body` value: for an object, records its members and the router's keys.
+    fn extra_body(&mut self, sc: &mut Scanner<'a>) -> Result<ValueSpan, SyntaxError> {
+        // A later `extra_body` replaces an earlier one entirely (last one wins).
+        self.extra_members = SmallList::default();
+        self.metadata = None;
+        self.models = None;
+        self.fallback = None;
+        sc.ws();
+        if sc.peek() != Some(b'{') {
+            return sc.value();
+        }
+        let body = self.body;
+        let span = sc.object(|sc, key| {
+            let value = sc.value()?;
+            match router_key(body, &key) {
+                Some(RouterKey::Metadata) => self.metadata = Some(value),
+                Some(RouterKey::Models) => self.models = Some(value),
+                Some(RouterKey::Fallback) => self.fallback = Some(value),
+                Some(RouterKey::PromptVariables) | None => {}
+            }
+            self.extra_members.push(Member { key, value });
+            Ok(())
+        })?;
+        Ok(ValueSpan {
+            span,
+            kind: Kind::Object,
+        })
+    }
+
+    /// The API the body was read as.
+    pub fn api(&self) -> Api {
+        self.api
+    }
+
+    /// The body.
+    pub fn body(&self) -> &'a [u8] {
+        self.body
+    }
+
+    /// The `model` string (the last one, if written twice); `None` when absent or not a string.
+    pub fn model(&self) -> Option<&str> {
+        self.model.as_deref()
+    }
+
+    /// The router named by the model: the model without `prefix` (`inworld/`), if it has it.
+    pub fn router_name(&self, prefix: &str) -> Option<&str> {
+        self.model()?.strip_prefix(prefix).filter(|n| !n.is_empty())
+    }
+
+    /// The sticky key in the body: `user`, or Anthropic's `metadata.user_id`.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    /// True for `"stream": true`.
+    pub fn is_stream(&self) -> bool {
+        self.stream
+    }
+
+    /// The raw bytes of the conversation (`messages`, or `input` for responses), if present.
+    pub fn messages_raw(&self) -> Option<&'a [u8]> {
+        self.conversation.map(|v| v.span.of(self.body))
+    }
+
+    /// The conversation as a JSON list of messages, for conditions over `messages`. A string
+    /// `input` (responses) becomes `[{"role": "user", "content": input}]`. Parses on each call:
+    /// call it only when a router's conditions read `messages`.
+    ///
+    /// # Errors
+    ///
+    /// 400 when the conversation is not a list (or a string `input`), or holds a number
+    /// `serde_json` cannot represent (such as `1e400`).
+    pub fn messages_json(&self) -> Result<Option<Value>, ApiError> {
+        let Some(v) = self.conversation else {
+            return Ok(None);
+        };
+        let param = match self.api {
+            Api::Responses => "input",
+            _ => "messages",
+        };
+        let parsed: Value = serde_json::from_slice(v.span.of(self.body))
+            .map_err(|e| ApiError::invalid_param(param, format!("{param}: {e}")))?;
+        match parsed {
+            Value::Array(_) => Ok(Some(parsed)),
+            Value::String(s) if self.api == Api::Responses => {
+                Ok(Some(serde_json::json!([{ "role": "user", "content": s }])))
+            }
+            _ => Err(ApiError::invalid_param(
+                param,
+                format!("{param} must be a list of messages"),
+            )),
+        }
+    }
+
+    /// What the request needs from a model: vision, tools, a response schema, and token counts.
+    // Field by field rather than a literal, so fields the core adds later keep their defaults.
+    #[allow(clippy::field_reassign_with_default)]
+    pub fn needs(&self) -> Needs {
+        let mut needs = Needs::default();
+        needs.vision = self.stats.images > 0;
+        needs.tools = self.tools || self.functions;
+        needs.response_schema = self.response_schema;
+        needs.input_tokens = Some(self.stats.text_bytes.div_ceil(4));
+        needs.output_tokens = self.output_tokens;
+        needs
+    }
+
+    /// `extra_body.fallback.ttft_timeout`: a duration string such as `"300ms"` or `"1.5s"`.
+    ///
+    /// # Errors
+    ///
+    /// 400 for a value that is not such a string, or is below 300 ms.
+    pub fn ttft_timeout(&self) -> Result<Option<Duration>, ApiError> {
+        const PARAM: &str = "extra_body.fallback.ttft_timeout";
+        let Some(fallback) = self.fallback else {
+            return Ok(None);
+        };
+        if fallback.kind == Kind::Null {
+            return Ok(None);
+        }
+        if fallback.kind != Kind::Object {
+            return Err(ApiError::invalid_param(
+                "extra_body.fallback",
+                "extra_body.fallback must be an object",
+            ));
+        }
+        let mut found = None;
+        let mut sc = Scanner::at(self.body, fallback.span.start);
+        let body = self.body;
+        sc.object(|sc, key| {
+            let (v, s) = sc.value_str()?;
+            if key.eq_str(body, "ttft_timeout") {
+                found = Some((v, s));
+            }
+            Ok(())
+        })
+        .map_err(|e| ApiError::invalid_json(&e.locate(body)))?;
+        let Some((v, s)) = found else {
+            return Ok(None);
+        };
+        if v.kind == Kind::Null {
+            return Ok(None);
+        }
+        let Some(s) = s else {
+            return Err(ApiError::invalid_param(
+                PARAM,
+                "extra_body.fallback.ttft_timeout must be a duration string such as \"300ms\" \
+                 or \"1.5s\"",
+            ));
+        };
+        let text = s
+            .decode(body)
+            .map_err(|e| ApiError::invalid_json(&e.locate(body)))?;
+        let d = parse_duration(&text).ok_or_else(|| {
+            ApiError::invalid_param(
+                PARAM,
+                format!(
+                    "extra_body.fallback.ttft_timeout {text:?} is not a duration such as \
+                     \"300ms\" or \"1.5s\""
+                ),
+            )
+        })?;
+        if d < MIN_TTFT_TIMEOUT {
+            return Err(ApiError::invalid_param(
+                PARAM,
+                format!("extra_body.fallback.ttft_timeout {text:?} is below the minimum of 300ms"),
+            ));
+        }
+        Ok(Some(d))
+    }
+
+    /// The routing context: the sticky key (`user_override`, from a header, wins over the
+    /// body's), `extra_body.metadata` typed as sent, and `extra_body.models`.
+    ///
+    /// Strings are borrowed from the body unless they hold escapes; nested metadata values
+    /// (lists, maps) are parsed into `serde_json::Value`s.
+    ///
+    /// # Errors
+    ///
+    /// 400 when `metadata` is not an object or has more than [`MAX_METADATA_KEYS`] keys, or
+    /// `models` is not a list of at most [`MAX_REQUEST_MODELS`] strings.
+    pub fn context<'s>(
+        &'s self,
+        user_override: Option<&'s str>,
+    ) -> Result<RequestContext<'s>, ApiError> {
+        let mut ctx = RequestContext::new();
+        if let Some(user) = user_override.or(self.user.as_deref()) {
+            ctx = ctx.with_user(user);
+        }
+        let body = self.body;
+        let located = |e: SyntaxError| ApiError::invalid_json(&e.locate(body));
+        if let Some(meta) = self.metadata.filter(|m| m.kind != Kind::Null) {
+            if meta.kind != Kind::Object {
+                return Err(ApiError::invalid_param(
+                    "extra_body.metadata",
+                    "extra_body.metadata must be an object",
+                ));
+            }
+            let mut count = 0usize;
+            let mut entries: Result<(), ApiError> = Ok(());
+            let mut sc = Scanner::at(body, meta.span.start);
+            sc.object(|sc, key| {
+                let (v, s) = sc.value_str()?;
+                count += 1;
+                if count > MAX_METADATA_KEYS || entries.is_err() {
+                    return Ok(());
+                }
+                let key = key.decode(body)?;
+                let value = match (v.kind, s) {
+                    (Kind::String, Some(s)) => MetadataValue::Str(s.decode(body)?),
+                    (Kind::Number, _) => number_value(v.span.of(body)),
+                    (Kind::Bool, _) => MetadataValue::Bool(v.span.of(body) == b"true"),
+                    (Kind::Null, _) => MetadataValue::Null,
+                    _ => match serde_json::from_slice::<Value>(v.span.of(body)) {
+                        Ok(json) => MetadataValue::Json(Cow::Owned(json)),
+                        Err(e) => {
+                            entries = Err(ApiError::invalid_param(
+                                "extra_body.metadata",
+                                format!("extra_body.metadata.{key}: {e}"),
+                            ));
+                            return Ok(());
+                        }
+                    },
+                };
+                ctx = std::mem::take(&mut ctx).with_metadata(key, value);
+                Ok(())
+            })
+            .map_err(located)?;
+            entries?;
+            if count > MAX_METADATA_KEYS {
+                return Err(ApiError::invalid_param(
+                    "extra_body.metadata",
+                    format!(
+                        "extra_body.metadata has {count} keys; the limit is {MAX_METADATA_KEYS}"
+                    ),
+                ));
+            }
+        }
+        if let Some(models) = self.models.filter(|m| m.kind != Kind::Null) {
+            let not_list = || {
+                ApiError::invalid_param(
+                    "extra_body.models",
+                    "extra_body.models must be a list of model ids (strings)",
+                )
+            };
+            if models.kind != Kind::Array {
+                return Err(not_list());
+            }
+            // First check every element (so the second pass, which hands the strings to the
+            // context without a temporary list, cannot fail), then pass them on.
+            let mut count = 0usize;
+            let mut all_strings = true;
+            let mut sc = Scanner::at(body, models.span.start);
+            sc.array(|sc| {
+                match sc.value_str()? {
+                    (_, Some(s)) => {
+                        if s.escaped {
+                            s.decode(body)?;
+                        }
+                        count += 1;
+                    }
+                    _ => all_strings = false,
+                }
+                Ok(())
+            })
+            .map_err(located)?;
+            if !all_strings {
+                return Err(not_list());
+            }
+            if count > MAX_REQUEST_MODELS {
+                return Err(ApiError::invalid_param(
+                    "extra_body.models",
+                    format!(
+                        "extra_body.models lists {count} models; the limit is {MAX_REQUEST_MODELS}"
+                    ),
+                ));
+            }
+            ctx = ctx.with_models(StrArray {
+                sc: Scanner::at(body, models.span.start + 1),
+                left: count,
+            });
+        }
+        Ok(ctx)
+    }
+
+    /// The top-level members, in order.
+    pub(crate) fn members(&self) -> &SmallList<Member, 16> {
+        &self.members
+    }
+
+    /// The offset of the top-level `{`.
+    pub(crate) fn object_start(&self) -> usize {
+        self.object_start
+    }
+
+    /// The index of the last `model` member.
+    pub(crate) fn model_member(&self) -> Option<usize> {
+        self.model_member
+    }
+
+    /// The index of the last `extra_body` member.
+    pub(crate) fn extra_body_member(&self) -> Option<usize> {
+        self.extra_body_member
+    }
+
+    /// The members of the last `extra_body` (when it is an object).
+    pub(crate) fn extra_members(&self) -> &SmallList<Member, 8> {
+        &self.extra_members
+    }
+}
+
+/// The strings of an array already checked to hold `left` valid strings, in order.
+struct StrArray<'a> {
+    sc: Scanner<'a>,
+    left: usize,
+}
+
+impl<'a> Iterator for StrArray<'a> {
+    type Item = Cow<'a, str>;
+
+    fn next(&mut self) -> Option<Cow<'a, str>> {
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        self.sc.ws();
+        if self.sc.peek() == Some(b',') {
+            self.sc.expect(b',', "").ok()?;
+            self.sc.ws();
+        }
+        let s = self.sc.string().ok()?;
+        s.decode(self.sc.body()).ok()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.left, Some(self.left))
+    }
+}
+
+/// The keys of `extra_body` that belong to the router (and are removed before the upstream
+/// call).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RouterKey {
+    Metadata,
+    Models,
+    Fallback,
+    PromptVariables,
+}
+
+/// Which router key `key` is, if any.
+pub(crate) fn router_key(body: &[u8], key: &StrSpan) -> Option<RouterKey> {
+    [
+        ("metadata", RouterKey::Metadata),
+        ("models", RouterKey::Models),
+        ("fallback", RouterKey::Fallback),
+        ("prompt_variables", RouterKey::PromptVariables),
+    ]
+    .into_iter()
+    .find(|(name, _)| key.eq_str(body, name))
+    .map(|(_, k)| k)
+}
+
+/// A metadata number, typed as `serde_json` would: an integer when it has no fraction or
+/// exponent and fits, else a float (`1e400` becomes infinity).
+fn number_value(text: &[u8]) -> MetadataValue<'static> {
+    let Ok(text) = std::str::from_utf8(text) else {
+        return MetadataValue::Null;
+    };
+    if !text.contains(['.', 'e', 'E']) {
+        if let Ok(i) = text.parse::<i64>() {
+            return MetadataValue::Int(i);
+        }
+        if let Ok(u) = text.parse::<u64>() {
+            return MetadataValue::UInt(u);
+        }
+    }
+    MetadataValue::Float(text.parse::<f64>().unwrap_or(f64::NAN))
+}
+
+/// Parses `"300ms"`, `"1.5s"`, `"2s"` (a non-negative decimal and `ms` or `s`).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let (number, scale) = if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e-3)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1.0)
+    } else {
+        return None;
+    };
+    if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let seconds = number.parse::<f64>().ok()? * scale;
+    // More than a day is a mistake, not a timeout.
+    (seconds.is_finite() && seconds <= 86_400.0).then(|| Duration::from_secs_f64(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_from_path() {
+        assert_eq!(
+            Api::from_path("/v1/chat/completions"),
+            Some(Api::ChatCompletions)
+        );
+        assert_eq!(
+            Api::from_path("/openai/v1/chat/completions/"),
+            Some(Api::ChatCompletions)
+        );
+        assert_eq!(Api::from_path("/v1/responses"), Some(Api::Responses));
+        assert_eq!(Api::from_path("/v1/messages"), Some(Api::Messages));
+        assert_eq!(Api::from_path("/v1/embeddings"), None);
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("300ms"), Some(Duration::from_millis(300)));
+        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2s"), Some(Duration::from_secs(2)));
+        for bad in ["", "s", "ms", "-1s", "1", "1m", "1e3s", "abc", "100000s"] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn numbers_typed_like_serde_json() {
+        assert_eq!(number_value(b"12"), MetadataValue::Int(12));
+        assert_eq!(number_value(b"-3"), MetadataValue::Int(-3));
+        assert_eq!(
+            number_value(b"18446744073709551615"),
+            MetadataValue::UInt(u64::MAX)
+        );
+        assert_eq!(number_value(b"1.5"), MetadataValue::Float(1.5));
+        assert_eq!(number_value(b"1e400"), MetadataValue::Float(f64::INFINITY));
+        assert_eq!(
+            number_value(b"100000000000000000000000"),
+            MetadataValue::Float(1e23)
+        );
+    }
+}

@@ -1,0 +1,177 @@
+//! The response side: decision headers, and Inworld-style `metadata` merged into JSON bodies.
+//!
+//! Every routed response carries:
+//!
+//! | header | value |
+//! |---|---|
+//! | `x-abroute-router` | the router's name |
+//! | `x-abroute-route` | the route taken (`route_id`) |
+//! | `x-abroute-variant` | the variant of the attempt that produced this response |
+//! | `x-abroute-assigned-variant` | the variant the request was assigned to (the experiment arm; differs from `x-abroute-variant` after failover to another variant) |
+//! | `x-abroute-model` | the model of the attempt that produced this response |
+//! | `x-abroute-version` | the config version that made the decision |
+//!
+//! For a non-streaming JSON response, [`merge_metadata`] adds Inworld's `metadata.attempts[]`
+//! (`model`, `success`, `time_to_first_token_ms`, plus abroute's `variant_id`,
+//! `assigned_variant`, `source`, `outcome`, `class` and `latency_ms`), `total_duration_ms`, and
+//! the other fields of the [`DecisionRecord`] (`router`, `route_id`, `assigned_variant_id`,
+//! `assigned_model_id`, `served_variant_id`, `served_model_id`, `version`, `assignment`,
+//! `fail_open`). An existing `metadata` object keeps its other keys; the rest of the body is
+//! copied as it was.
+
+use std::time::Duration;
+
+use abroute::DecisionRecord;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use serde_json::{Map, Value};
+
+use crate::json::{Kind, Scanner, Sink, Span, write_value};
+
+/// `x-abroute-router`: the router's name.
+pub const ROUTER_HEADER: HeaderName = HeaderName::from_static("x-abroute-router");
+/// `x-abroute-route`: the route taken.
+pub const ROUTE_HEADER: HeaderName = HeaderName::from_static("x-abroute-route");
+/// `x-abroute-variant`: the variant that produced the response.
+pub const VARIANT_HEADER: HeaderName = HeaderName::from_static("x-abroute-variant");
+/// `x-abroute-assigned-variant`: the variant the request was assigned to.
+pub const ASSIGNED_VARIANT_HEADER: HeaderName =
+    HeaderName::from_static("x-abroute-assigned-variant");
+/// `x-abroute-model`: the model that produced the response.
+pub const MODEL_HEADER: HeaderName = HeaderName::from_static("x-abroute-model");
+/// `x-abroute-version`: the config version of the decision.
+pub const VERSION_HEADER: HeaderName = HeaderName::from_static("x-abroute-version");
+
+/// What the decision headers say.
+#[derive(Debug, Clone, Copy)]
+pub struct DecisionHeaders<'a> {
+    /// The router's name.
+    pub router: &'a str,
+    /// The route taken.
+    pub route_id: &'a str,
+    /// The variant that produced the response.
+    pub variant_id: &'a str,
+    /// The variant the request was assigned to.
+    pub assigned_variant_id: &'a str,
+    /// The model that produced the response.
+    pub model_id: &'a str,
+    /// The config version of the decision.
+    pub version: u64,
+}
+
+impl DecisionHeaders<'_> {
+    /// Sets the `x-abroute-*` headers. A value that is not a valid header value (a control
+    /// character in an id) is left out rather than mangled.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        let mut set = |name: HeaderName, value: &str| {
+            if let Ok(v) = HeaderValue::from_bytes(value.as_bytes()) {
+                headers.insert(name, v);
+            }
+        };
+        set(ROUTER_HEADER, self.router);
+        set(ROUTE_HEADER, self.route_id);
+        set(VARIANT_HEADER, self.variant_id);
+        set(ASSIGNED_VARIANT_HEADER, self.assigned_variant_id);
+        set(MODEL_HEADER, self.model_id);
+        headers.insert(VERSION_HEADER, HeaderValue::from(self.version));
+    }
+}
+
+/// The `metadata` object for a record: Inworld's fields and the record's.
+pub fn metadata_value(record: &DecisionRecord, total_duration: Duration) -> Map<String, Value> {
+    let mut map = match serde_json::to_value(record) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    if let Some(Value::Array(attempts)) = map.get_mut("attempts") {
+        for a in attempts.iter_mut() {
+            if let Value::Object(a) = a {
+                let success = a.get("outcome").and_then(Value::as_str) == Some("success");
+                a.insert("success".into(), Value::Bool(success));
+            }
+        }
+    }
+    map.insert(
+        "total_duration_ms".into(),
+        Value::from(u64::try_from(total_duration.as_millis()).unwrap_or(u64::MAX)),
+    );
+    map
+}
+
+/// Merges `metadata` into a JSON object body. `None` when the body is not a JSON object (it is
+/// then left alone); only the `metadata` member is written anew.
+pub fn merge_metadata(body: &[u8], metadata: Map<String, Value>) -> Option<Vec<u8>> {
+    let mut sc = Scanner::new(body);
+    sc.ws();
+    let open = sc.pos();
+    let mut existing: Option<(Kind, Span)> = None;
+    let mut last_end: Option<usize> = None;
+    sc.object(|sc, key| {
+        let v = sc.value()?;
+        if key.eq_str(sc.body(), "metadata") {
+            existing = Some((v.kind, v.span));
+        }
+        last_end = Some(v.span.end);
+        Ok(())
+    })
+    .ok()?;
+    sc.end().ok()?;
+
+    let mut out = Vec::with_capacity(body.len() + 512);
+    match existing {
+        Some((kind, span)) => {
+            let mut merged = if kind == Kind::Object {
+                serde_json::from_slice::<Map<String, Value>>(span.of(body)).ok()?
+            } else {
+                Map::new()
+            };
+            merged.extend(metadata);
+            out.put(&body[..span.start]);
+            write_value(&mut out, &Value::Object(merged));
+            out.put(&body[span.end..]);
+        }
+        None => {
+            let at = last_end.unwrap_or(open + 1);
+            out.put(&body[..at]);
+            if last_end.is_some() {
+                out.put(b",");
+            }
+            out.put(b"\"metadata\":");
+            write_value(&mut out, &Value::Object(metadata));
+            out.put(&body[at..]);
+        }
+    }
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta() -> Map<String, Value> {
+        let mut m = Map::new();
+        m.insert("router".into(), Value::from("r"));
+        m
+    }
+
+    #[test]
+    fn inserts_or_merges() {
+        assert_eq!(
+            merge_metadata(br#"{"id":"x", "n": 1.0 }"#, meta()).unwrap(),
+            br#"{"id":"x", "n": 1.0,"metadata":{"router":"r"} }"#
+        );
+        assert_eq!(
+            merge_metadata(br#"{}"#, meta()).unwrap(),
+            br#"{"metadata":{"router":"r"}}"#
+        );
+        assert_eq!(
+            merge_metadata(
+                br#"{"metadata": {"generation_id": "g", "router": "old"}, "z": 1e400}"#,
+                meta()
+            )
+            .unwrap(),
+            br#"{"metadata": {"generation_id":"g","router":"r"}, "z": 1e400}"#
+        );
+        assert_eq!(merge_metadata(b"[1]", meta()), None);
+        assert_eq!(merge_metadata(b"{", meta()), None);
+    }
+}

@@ -1,0 +1,611 @@
+//! Rewriting a request body for one attempt, byte for byte.
+//!
+//! [`rewrite`] copies the body into one allocation of exactly the right size, changing only:
+//!
+//! 1. **`model`**: every top-level `model` value becomes the attempt's model (a duplicate
+//!    `model` key is rewritten too, so no reader can pick a different one);
+//! 2. **generation parameters**: the variant's `text_generation_config` (or, when the variant has
+//!    none, the router's `defaults.text_generation_config`: the variant's replaces the default as a
+//!    whole, as in Inworld) is mapped to the API's field names (table below). A parameter the body
+//!    already has is replaced in place under [`Precedence::Router`] (the default) or kept under
+//!    [`Precedence::Request`]; one it lacks is inserted right after `model`;
+//! 3. **`extra_body`**: the router's own keys (`metadata`, `models`, `fallback`,
+//!    `prompt_variables`) are removed, and `extra_body` itself when nothing else is left in it
+//!    (an earlier duplicate `extra_body` is removed whole).
+//!
+//! Every other byte (whitespace, key order, number spelling such as `1e400` or `1.0`, escapes,
+//! a `"model"` key inside a message) is copied as it was. Removing a member removes the comma
+//! that separated it, so the output is always valid JSON.
+//!
+//! | `text_generation_config` | chat completions | responses | messages |
+//! |---|---|---|---|
+//! | `max_tokens` | `max_tokens` (and `max_completion_tokens` if the body uses it) | `max_output_tokens` | `max_tokens` |
+//! | `temperature`, `top_p` | same | same | same |
+//! | `frequency_penalty`, `presence_penalty`, `seed`, `repetition_penalty` | same | not sent | not sent |
+//! | `stop_sequences` | `stop` | not sent | `stop_sequences` |
+//! | `logit_bias` (`[{token_id, bias_value}]`) | `logit_bias` as `{"token_id": bias}` | not sent | not sent |
+//! | `reasoning` (`{effort, max_tokens}`) | `reasoning_effort` = `effort` | `reasoning` = `{"effort"}` | `thinking` = `{"type": "enabled", "budget_tokens": max_tokens}` |
+//! | any other key | same name | same name | same name |
+//!
+//! camelCase spellings (`maxTokens`, `topP`, ...) are read too; `null` values are skipped.
+
+use serde_json::Value;
+
+use crate::extract::{Api, Extracted, Member, router_key};
+use crate::json::{Counter, Sink, StrSpan, write_str, write_value};
+use crate::list::SmallList;
+
+/// Which value wins when the body and the router's generation config both set a parameter.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum Precedence {
+    /// The router's config wins (the default): every request of a variant runs with the
+    /// variant's settings, so an experiment compares what it says it compares.
+    #[default]
+    Router,
+    /// The request's own value wins; the config only fills in what the body lacks.
+    Request,
+}
+
+/// What to write for one attempt.
+#[derive(Debug, Clone, Copy)]
+pub struct Rewrite<'r> {
+    /// The model to call (the attempt's model id, possibly without its provider prefix).
+    pub model: &'r str,
+    /// The effective `text_generation_config` (see [`generation_config`](crate::generation_config)).
+    pub generation: Option<&'r Value>,
+    /// Who wins when both set a parameter.
+    pub precedence: Precedence,
+}
+
+/// The names a parameter is written under; the first is used when inserting.
+#[derive(Debug, Clone, Copy)]
+enum Names<'r> {
+    Static(&'static [&'static str]),
+    One(&'r str),
+}
+
+impl Default for Names<'_> {
+    fn default() -> Self {
+        Names::Static(&[])
+    }
+}
+
+impl<'r> Names<'r> {
+    fn first(&self) -> &'r str {
+        match *self {
+            Names::Static(list) => list.first().copied().unwrap_or_default(),
+            Names::One(s) => s,
+        }
+    }
+
+    fn matches(&self, body: &[u8], key: &StrSpan) -> bool {
+        match *self {
+            Names::Static(list) => list.iter().any(|n| key.eq_str(body, n)),
+            Names::One(s) => key.eq_str(body, s),
+        }
+    }
+
+    fn overlaps(&self, other: &Names<'_>) -> bool {
+        let list = |n: &Names<'r>| -> (&'static [&'static str], Option<&'r str>) {
+            match *n {
+                Names::Static(l) => (l, None),
+                Names::One(s) => (&[], Some(s)),
+            }
+        };
+        let (a_list, a_one) = list(self);
+        let (b_list, b_one) = match *other {
+            Names::Static(l) => (l, None),
+            Names::One(s) => (&[][..], Some(s)),
+        };
+        a_list
+            .iter()
+            .copied()
+            .chain(a_one)
+            .any(|a| b_list.iter().copied().chain(b_one).any(|b| a == b))
+    }
+}
+
+/// A replacement: what to write in place of a span.
+#[derive(Debug, Clone, Copy, Default)]
+enum Repl<'r> {
+    /// Nothing (a removal).
+    #[default]
+    Nothing,
+    /// A JSON string.
+    Str(&'r str),
+    /// A JSON value, written compactly.
+    Json(&'r Value),
+    /// Inworld's `[{token_id, bias_value}]` as OpenAI's `{"token_id": bias}`.
+    LogitBias(&'r Value),
+    /// `{"effort": "<effort>"}`.
+    Effort(&'r str),
+    /// `{"type": "enabled", "budget_tokens": <n>}`.
+    Thinking(&'r Value),
+    /// The model string followed by every parameter to insert (`,"name":value`).
+    ModelThenInserts(&'r str),
+    /// No `model` member: `"model":<m>` and the inserts, then a comma when members follow.
+    NewModel(&'r str, bool),
+    /// Bytes already rendered into the scratch buffer: `start..end`.
+    Rendered(usize, usize),
+}
+
+/// One parameter of the generation config, mapped to the API.
+#[derive(Debug, Clone, Copy, Default)]
+struct Param<'r> {
+    names: Names<'r>,
+    repl: Repl<'r>,
+    present: bool,
+}
+
+/// A span of the body and what replaces it.
+#[derive(Debug, Clone, Copy, Default)]
+struct Edit<'r> {
+    start: usize,
+    end: usize,
+    repl: Repl<'r>,
+}
+
+/// What happens to one member.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+enum Action {
+    #[default]
+    Keep,
+    Remove,
+    /// Replace the value with the parameter at this index.
+    Param(usize),
+    /// Replace the value with the model (and the inserts when this is the last `model`).
+    Model,
+    /// Keep `extra_body` but remove the router's keys from it.
+    FilterExtra,
+}
+
+fn effort(v: &Value) -> Option<&str> {
+    let e = match v {
+        Value::String(s) => s.as_str(),
+        Value::Object(m) => m.get("effort")?.as_str()?,
+        _ => return None,
+    };
+    (!e.is_empty() && !e.eq_ignore_ascii_case("unspecified")).then_some(e)
+}
+
+/// Maps one `text_generation_config` entry to the API, or `None` when the API has no such
+/// parameter.
+fn map_param<'r>(api: Api, key: &'r str, v: &'r Value) -> Option<Param<'r>> {
+    use Api::{ChatCompletions as C, Messages as M, Responses as R};
+    if v.is_null() || key == "model" || key == "extra_body" {
+        return None;
+    }
+    let canonical: &'r str = match key {
+        "maxTokens" => "max_tokens",
+        "topP" => "top_p",
+        "frequencyPenalty" => "frequency_penalty",
+        "presencePenalty" => "presence_penalty",
+        "repetitionPenalty" => "repetition_penalty",
+        "stopSequences" => "stop_sequences",
+        "logitBias" => "logit_bias",
+        other => other,
+    };
+    let (names, repl) = match (canonical, api) {
+        ("max_tokens", C) => (
+            Names::Static(&["max_tokens", "max_completion_tokens"]),
+            Repl::Json(v),
+        ),
+        ("max_tokens", R) => (Names::One("max_output_tokens"), Repl::Json(v)),
+        ("frequency_penalty" | "presence_penalty" | "seed" | "repetition_penalty", R | M)
+        | ("logit_bias", R | M)
+        | ("stop_sequences", R) => return None,
+        ("stop_sequences", C) => (Names::One("stop"), Repl::Json(v)),
+        ("logit_bias", C) => (Names::One("logit_bias"), Repl::LogitBias(v)),
+        ("reasoning", C) => (Names::One("reasoning_effort"), Repl::Str(effort(v)?)),
+        ("reasoning", R) => (Names::One("reasoning"), Repl::Effort(effort(v)?)),
+        ("reasoning", M) => {
+            let budget = v.get("max_tokens").or_else(|| v.get("maxTokens"))?;
+            if !budget.is_u64() {
+                return None;
+            }
+            (Names::One("thinking"), Repl::Thinking(budget))
+        }
+        _ => (Names::One(canonical), Repl::Json(v)),
+    };
+    Some(Param {
+        names,
+        repl,
+        present: false,
+    })
+}
+
+/// Rewrites the extracted body for one attempt. The result is one allocation of exactly its
+/// length.
+pub fn rewrite(ex: &Extracted<'_>, rw: &Rewrite<'_>) -> Vec<u8> {
+    let body = ex.body();
+    let members = ex.members();
+
+    // The generation parameters, mapped; marked present when the body has them.
+    let mut params: SmallList<Param<'_>, 8> = SmallList::default();
+    if let Some(Value::Object(map)) = rw.generation {
+        for (k, v) in map {
+            if let Some(p) = map_param(ex.api(), k, v)
+                && !params.iter().any(|q| q.names.overlaps(&p.names))
+            {
+                params.push(p);
+            }
+        }
+    }
+    // Each parameter's value is rendered once, into a stack buffer (sizing and writing then
+    // copy bytes instead of serializing twice).
+    let mut scratch = Scratch::default();
+    if params.len() > 0 {
+        for m in members.iter() {
+            for p in params.iter_mut() {
+                if !p.present && p.names.matches(body, &m.key) {
+                    p.present = true;
+                }
+            }
+        }
+        let none: SmallList<Param<'_>, 8> = SmallList::default();
+        for p in params.iter_mut() {
+            let start = scratch.len();
+            write_repl(&mut scratch, p.repl, &none, &[]);
+            p.repl = Repl::Rendered(start, scratch.len());
+        }
+    }
+    let rendered = scratch.bytes();
+
+    // What happens to each top-level member.
+    let mut actions: SmallList<Action, 16> = SmallList::default();
+    for (i, m) in members.iter().enumerate() {
+        let action = if m.key.eq_str(body, "model") {
+            Action::Model
+        } else if m.key.eq_str(body, "extra_body") {
+            extra_body_action(ex, i)
+        } else if rw.precedence == Precedence::Router {
+            params
+                .iter()
+                .position(|p| p.names.matches(body, &m.key))
+                .map_or(Action::Keep, Action::Param)
+        } else {
+            Action::Keep
+        };
+        actions.push(action);
+    }
+
+    let mut edits: SmallList<Edit<'_>, 8> = SmallList::default();
+    if ex.model_member().is_none() {
+        edits.push(Edit {
+            start: ex.object_start() + 1,
+            end: ex.object_start() + 1,
+            repl: Repl::NewModel(rw.model, members.len() > 0),
+        });
+    }
+    member_edits(
+        members,
+        &actions,
+        &mut edits,
+        |i, action, edits| match action {
+            Action::Model => Some(if Some(i) == ex.model_member() {
+                Repl::ModelThenInserts(rw.model)
+            } else {
+                Repl::Str(rw.model)
+            }),
+            Action::Param(p) => params.get(p).map(|p| p.repl),
+            Action::FilterExtra => {
+                let extra = ex.extra_members();
+                let mut sub: SmallList<Action, 8> = SmallList::default();
+                for m in extra.iter() {
+                    sub.push(if router_key(body, &m.key).is_some() {
+                        Action::Remove
+                    } else {
+                        Action::Keep
+                    });
+                }
+                member_edits(extra, &sub, edits, |_, _, _| None);
+                None
+            }
+            Action::Keep | Action::Remove => None,
+        },
+    );
+
+    // Size exactly, then write once.
+    let mut size = body.len();
+    for e in edits.iter() {
+        let mut n = Counter::default();
+        write_repl(&mut n, e.repl, &params, rendered);
+        size = size - (e.end - e.start) + n.0;
+    }
+    let mut out = Vec::with_capacity(size);
+    let mut pos = 0;
+    for e in edits.iter() {
+        out.put(&body[pos..e.start]);
+        write_repl(&mut out, e.repl, &params, rendered);
+        pos = e.end;
+    }
+    out.put(&body[pos..]);
+    debug_assert_eq!(out.len(), size);
+    out
+}
+
+/// What to do with the `extra_body` member at `i`.
+fn extra_body_action(ex: &Extracted<'_>, i: usize) -> Action {
+    if Some(i) != ex.extra_body_member() {
+        // An earlier duplicate: the last one is what readers see; this one goes.
+        return Action::Remove;
+    }
+    let is_object = ex
+        .members()
+        .get(i)
+        .is_some_and(|m| m.value.kind == crate::json::Kind::Object);
+    if !is_object {
+        return Action::Keep;
+    }
+    let body = ex.body();
+    let extra = ex.extra_members();
+    let ours = extra
+        .iter()
+        .filter(|m| router_key(body, &m.key).is_some())
+        .count();
+    if ours == extra.len() {
+        Action::Remove
+    } else if ours == 0 {
+        Action::Keep
+    } else {
+        Action::FilterExtra
+    }
+}
+
+/// Turns per-member actions into edits, in order. A removed member takes the comma before it
+/// with it (or, for leading members, the comma after), so the object stays valid JSON.
+/// `replace(i, action, edits)` gives the replacement for a member's value, or pushes edits of
+/// its own inside the value and returns `None`.
+fn member_edits<'r, const N: usize, const M: usize>(
+    members: &SmallList<Member, N>,
+    actions: &SmallList<Action, M>,
+    edits: &mut SmallList<Edit<'r>, 8>,
+    mut replace: impl FnMut(usize, Action, &mut SmallList<Edit<'r>, 8>) -> Option<Repl<'r>>,
+) {
+    let n = members.len();
+    let lead = actions.iter().take_while(|a| **a == Action::Remove).count();
+    let member = |i: usize| members.get(i).copied().unwrap_or_default();
+    if lead > 0 {
+        let end = if lead < n {
+            member(lead).start()
+        } else {
+            member(n - 1).value.span.end
+        };
+        edits.push(Edit {
+            start: member(0).start(),
+            end,
+            repl: Repl::Nothing,
+        });
+    }
+    for (i, action) in actions.iter().copied().enumerate().skip(lead) {
+        let m = member(i);
+        match action {
+            Action::Keep => {}
+            Action::Remove => edits.push(Edit {
+                // `i > lead >= 0`, so there is a kept or removed member before it.
+                start: member(i - 1).value.span.end,
+                end: m.value.span.end,
+                repl: Repl::Nothing,
+            }),
+            _ => {
+                if let Some(repl) = replace(i, action, edits) {
+                    edits.push(Edit {
+                        start: m.value.span.start,
+                        end: m.value.span.end,
+                        repl,
+                    });
+                }
+            }
+        }
+    }
+}
+
+fn write_repl<W: Sink>(
+    out: &mut W,
+    repl: Repl<'_>,
+    params: &SmallList<Param<'_>, 8>,
+    rendered: &[u8],
+) {
+    match repl {
+        Repl::Nothing => {}
+        Repl::Rendered(start, end) => out.put(rendered.get(start..end).unwrap_or_default()),
+        Repl::Str(s) => write_str(out, s),
+        Repl::Json(v) => write_value(out, v),
+        Repl::LogitBias(v) => write_logit_bias(out, v),
+        Repl::Effort(e) => {
+            out.put(b"{\"effort\":");
+            write_str(out, e);
+            out.put(b"}");
+        }
+        Repl::Thinking(budget) => {
+            out.put(b"{\"type\":\"enabled\",\"budget_tokens\":");
+            write_value(out, budget);
+            out.put(b"}");
+        }
+        Repl::ModelThenInserts(model) => {
+            write_str(out, model);
+            write_inserts(out, params, rendered);
+        }
+        Repl::NewModel(model, comma) => {
+            out.put(b"\"model\":");
+            write_str(out, model);
+            write_inserts(out, params, rendered);
+            if comma {
+                out.put(b",");
+            }
+        }
+    }
+}
+
+fn write_inserts<W: Sink>(out: &mut W, params: &SmallList<Param<'_>, 8>, rendered: &[u8]) {
+    for p in params.iter().filter(|p| !p.present) {
+        out.put(b",");
+        write_str(out, p.names.first());
+        out.put(b":");
+        write_repl(out, p.repl, params, rendered);
+    }
+}
+
+/// A write buffer on the stack that moves to the heap only past 256 bytes (a long `stop` list,
+/// a large `logit_bias`).
+struct Scratch {
+    inline: [u8; 256],
+    len: usize,
+    heap: Vec<u8>,
+}
+
+impl Default for Scratch {
+    fn default() -> Self {
+        Scratch {
+            inline: [0; 256],
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+}
+
+impl Scratch {
+    fn len(&self) -> usize {
+        if self.heap.is_empty() {
+            self.len
+        } else {
+            self.heap.len()
+        }
+    }
+
+    fn bytes(&self) -> &[u8] {
+        if self.heap.is_empty() {
+            &self.inline[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+}
+
+impl Sink for Scratch {
+    fn put(&mut self, bytes: &[u8]) {
+        if !self.heap.is_empty() {
+            self.heap.extend_from_slice(bytes);
+        } else if let Some(dst) = self.inline.get_mut(self.len..self.len + bytes.len()) {
+            dst.copy_from_slice(bytes);
+            self.len += bytes.len();
+        } else {
+            self.heap.reserve(self.len + bytes.len());
+            self.heap.extend_from_slice(&self.inline[..self.len]);
+            self.heap.extend_from_slice(bytes);
+        }
+    }
+}
+
+/// `[{"token_id": "50256", "bias_value": -100}]` → `{"50256":-100}`; an object is written as is.
+fn write_logit_bias<W: Sink>(out: &mut W, v: &Value) {
+    let Value::Array(items) = v else {
+        write_value(out, v);
+        return;
+    };
+    out.put(b"{");
+    let mut first = true;
+    for item in items {
+        let (Some(id), Some(bias)) = (item.get("token_id"), item.get("bias_value")) else {
+            continue;
+        };
+        let id = match id {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            _ => continue,
+        };
+        if !bias.is_number() {
+            continue;
+        }
+        if !first {
+            out.put(b",");
+        }
+        first = false;
+        write_str(out, &id);
+        out.put(b":");
+        write_value(out, bias);
+    }
+    out.put(b"}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::extract::extract;
+
+    fn rw(api: Api, body: &str, model: &str, generation: Option<&Value>) -> String {
+        let ex = extract(api, body.as_bytes()).unwrap();
+        let out = rewrite(
+            &ex,
+            &Rewrite {
+                model,
+                generation,
+                precedence: Precedence::Router,
+            },
+        );
+        assert_eq!(out.capacity(), out.len(), "one allocation of exact size");
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn model_only() {
+        assert_eq!(
+            rw(
+                Api::ChatCompletions,
+                r#"{"model":"inworld/r","x":1e400}"#,
+                "openai/gpt-4.1",
+                None
+            ),
+            r#"{"model":"openai/gpt-4.1","x":1e400}"#
+        );
+    }
+
+    #[test]
+    fn logit_bias_and_reasoning() {
+        let g = serde_json::json!({
+            "logit_bias": [{"token_id": "50256", "bias_value": -100}, {"token_id": 7, "bias_value": 2.5}],
+            "reasoning": {"effort": "low", "max_tokens": 1024}
+        });
+        assert_eq!(
+            rw(Api::ChatCompletions, r#"{"model":"m"}"#, "x", Some(&g)),
+            r#"{"model":"x","logit_bias":{"50256":-100,"7":2.5},"reasoning_effort":"low"}"#
+        );
+        assert_eq!(
+            rw(Api::Responses, r#"{"model":"m"}"#, "x", Some(&g)),
+            r#"{"model":"x","reasoning":{"effort":"low"}}"#
+        );
+        assert_eq!(
+            rw(Api::Messages, r#"{"model":"m"}"#, "x", Some(&g)),
+            r#"{"model":"x","thinking":{"type":"enabled","budget_tokens":1024}}"#
+        );
+    }
+
+    #[test]
+    fn long_rendered_values_spill_to_the_heap() {
+        let stops: Vec<String> = (0..40).map(|i| format!("stop-sequence-{i}")).collect();
+        let g = serde_json::json!({"stop_sequences": stops, "temperature": 0.25});
+        let out = rw(
+            Api::ChatCompletions,
+            r#"{"model":"m","stop":1}"#,
+            "x",
+            Some(&g),
+        );
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["stop"], serde_json::json!(stops));
+        assert_eq!(v["temperature"], 0.25);
+        assert!(out.len() > 600);
+    }
+
+    #[test]
+    fn no_model_member_gets_one() {
+        let g = serde_json::json!({"temperature": 0.5});
+        assert_eq!(
+            rw(Api::ChatCompletions, r#" { "a" : 1 } "#, "x", Some(&g)),
+            r#" {"model":"x","temperature":0.5, "a" : 1 } "#
+        );
+        assert_eq!(
+            rw(Api::ChatCompletions, r#"{}"#, "x", None),
+            r#"{"model":"x"}"#
+        );
+    }
+}

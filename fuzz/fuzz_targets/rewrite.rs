@@ -1,0 +1,91 @@
+//! Arbitrary bytes as a request body through extraction and rewriting. Nothing may panic, and:
+//!
+//! - extraction accepts exactly the JSON objects serde_json accepts (when the body is UTF-8 and
+//!   shallow enough for serde_json's recursion limit; serde_json does not check UTF-8 inside
+//!   strings it skips, abroute-http does);
+//! - the context, TTFT limit, needs and messages of an accepted body never panic;
+//! - a rewritten body is JSON again, extracts again, names the chosen model, has none of the
+//!   router's `extra_body` keys left, and is the same size as the sizing pass said.
+#![no_main]
+
+use abroute_http::{Api, Precedence, Rewrite, extract, rewrite};
+use libfuzzer_sys::fuzz_target;
+use serde::de::IgnoredAny;
+use serde_json::json;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let api = match selector % 3 {
+        0 => Api::ChatCompletions,
+        1 => Api::Responses,
+        _ => Api::Messages,
+    };
+    let extracted = extract(api, body);
+
+    let shallow = body.iter().filter(|&&b| b == b'[' || b == b'{').count() < 100;
+    let serde_ok = serde_json::from_slice::<IgnoredAny>(body).is_ok();
+    let is_object = body
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|&b| b == b'{');
+    if extracted.is_ok() && shallow {
+        assert!(serde_ok, "abroute-http accepted what serde_json refuses");
+    }
+    if serde_ok && is_object && std::str::from_utf8(body).is_ok() {
+        assert!(
+            extracted.is_ok(),
+            "serde_json accepted what abroute-http refuses"
+        );
+    }
+    let Ok(ex) = extracted else {
+        return;
+    };
+    let _ = ex.context(Some("header-user"));
+    let _ = ex.context(None);
+    let _ = ex.ttft_timeout();
+    let _ = ex.needs();
+    let _ = ex.messages_json();
+    let _ = ex.router_name("inworld/");
+
+    let generation = match selector / 3 % 4 {
+        0 => None,
+        1 => Some(json!({"temperature": 0.2, "max_tokens": 64})),
+        2 => Some(
+            json!({"stop_sequences": ["\n\n"], "maxTokens": 8, "logit_bias": [{"token_id": "1", "bias_value": -1}],
+                         "reasoning": {"effort": "low", "max_tokens": 100}, "top_k": 3}),
+        ),
+        _ => Some(json!({"seed": 7, "model": "nope", "extra_body": 1, "temperature": null})),
+    };
+    let precedence = if selector & 0x80 == 0 {
+        Precedence::Router
+    } else {
+        Precedence::Request
+    };
+    let model = "openai/gpt-4.1 \"é\"";
+    let out = rewrite(
+        &ex,
+        &Rewrite {
+            model,
+            generation: generation.as_ref(),
+            precedence,
+        },
+    );
+    assert_eq!(out.len(), out.capacity(), "the sizing pass was exact");
+    let again = extract(api, &out).expect("a rewritten body is JSON");
+    assert_eq!(again.model(), Some(model));
+    if shallow {
+        assert!(serde_json::from_slice::<IgnoredAny>(&out).is_ok());
+    }
+    let ctx = again.context(None);
+    if let Ok(ctx) = ctx {
+        assert_eq!(
+            ctx.metadata_entries().count(),
+            0,
+            "router metadata is removed"
+        );
+        assert!(ctx.models().is_empty(), "router models are removed");
+    }
+    assert_eq!(again.ttft_timeout().ok().flatten(), None);
+});
