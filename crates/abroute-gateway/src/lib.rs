@@ -1,0 +1,32 @@
+//! # abroute-gateway: the `abroute` binary as a library
+//!
+//! A real LLM gateway built on the abroute core and the `abroute-http` adapter, with axum and
+//! tokio, and the command-line tools that check router configs in pipelines. `docs/gateway.md`
+//! is the guide; this is the map.
+//!
+//! - [`server`]: `abroute serve`. [`Gateway::start`](server::Gateway::start) loads the routers
+//!   (state file, watched directory, the seed's router in the demo mode), serves chat
+//!   completions through the adapter's layer to the providers, the management API, and
+//!   `/healthz`, `/readyz`, `/metrics`; [`Gateway::shutdown`](server::Gateway::shutdown) drains
+//!   gracefully.
+//! - [`config`]: the TOML config file. [`upstream`]: providers by model prefix, the pooled HTTP
+//!   client that streams responses through. [`store`]: the state file, written atomically.
+//!   [`watch`]: a directory of router files, hot-swapped. [`telemetry`]: metrics and logs.
+//!   [`mock`]: the built-in mock upstream (OpenAI shape, SSE, scriptable failures).
+//! - [`check`], [`simulate`], [`explain`]: `abroute check | simulate | explain`, over router
+//!   files read by [`routerfile`].
+
+pub mod check;
+pub mod config;
+pub mod explain;
+pub mod mock;
+pub mod routerfile;
+pub mod server;
+pub mod simulate;
+pub mod store;
+pub mod telemetry;
+pub mod upstream;
+pub mod watch;
+
+pub use config::GatewayConfig;
+pub use server::{Gateway, StartOptions};
