@@ -370,3 +370,60 @@ fn simulation_one_model_down_for_a_while() {
     );
     assert!(served[2][0] > 150, "after {served:?}");
 }
+
+/// A sticky user whose variant is ejected goes to their own deterministic second choice, and
+/// comes back to the assigned variant once it recovers.
+#[test]
+fn sticky_user_fails_over_to_their_own_second_choice_and_returns() {
+    let config = HealthConfig {
+        consecutive_failures: 1,
+        ..HealthConfig::default()
+    };
+    let engine = Engine::with_health(Default::default(), config);
+    engine
+        .upsert(router(&[
+            ("a", 1, &["pa/m"]),
+            ("b", 1, &["pb/m"]),
+            ("c", 1, &["pc/m"]),
+        ]))
+        .unwrap();
+    let snap = engine.load();
+    for (i, user) in ["alice", "bob", "carol", "dave"].into_iter().enumerate() {
+        // Each user's story starts well after the last one's: past the longest cooldown, so
+        // earlier ejections are forgotten.
+        let at = |s: u64| secs(1_000 * i as u64 + s);
+        let ctx = RequestContext::new().with_user(user);
+        let d = snap.route("r", &ctx).unwrap();
+        let second = d
+            .fallbacks()
+            .next()
+            .expect("a second choice")
+            .1
+            .id()
+            .to_owned();
+        let first_attempt = |now| {
+            d.plan(&ctx, now)
+                .next()
+                .map(|a| a.variant_id().to_owned())
+                .expect("never empty")
+        };
+        assert_eq!(first_attempt(at(0)), d.variant_id());
+        // Eject the assigned variant's only model.
+        d.variant().targets()[0].report(Outcome::Failure(FailureClass::ServerError), at(0));
+        for t in 1..5 {
+            assert_eq!(first_attempt(at(t)), second, "{user} at {t}s");
+        }
+        // After the cooldown the probe goes through, succeeds, and the user is back.
+        let mut plan = d.plan(&ctx, at(11));
+        let probe = plan.next().unwrap();
+        assert_eq!(probe.variant_id(), d.variant_id());
+        plan.report(
+            &probe,
+            Outcome::Success,
+            Duration::from_millis(30),
+            None,
+            at(11),
+        );
+        assert_eq!(first_attempt(at(12)), d.variant_id());
+    }
+}
