@@ -667,25 +667,8 @@ pub struct Catalog {
     models: BTreeMap<String, ModelInfo>,
 }
 
-fn json_path(path: &serde_path_to_error::Path) -> JsonPath {
-    use serde_path_to_error::Segment;
-    let mut out = JsonPath::root();
-    for seg in path.iter() {
-        out = match seg {
-            Segment::Seq { index } => out.index(*index),
-            Segment::Map { key } => out.key(key),
-            Segment::Enum { variant } => out.key(variant),
-            Segment::Unknown => out,
-        };
-    }
-    out
-}
-
 fn serde_error(path: JsonPath, e: &serde_json::Error) -> CatalogError {
-    let full = e.to_string();
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
-    let (line, column) = (e.line(), e.column());
+    let (message, line, column) = crate::error::split_position(e);
     let kind = match e.classify() {
         serde_json::error::Category::Data => CatalogErrorKind::Invalid {
             message,
@@ -742,7 +725,7 @@ impl Catalog {
     pub fn from_json(text: &str) -> Result<Catalog, CatalogError> {
         let mut de = serde_json::Deserializer::from_str(text);
         let file: CatalogFile = serde_path_to_error::deserialize(&mut de)
-            .map_err(|e| serde_error(json_path(e.path()), e.inner()))?;
+            .map_err(|e| serde_error(JsonPath::from(e.path()), e.inner()))?;
         de.end().map_err(|e| serde_error(JsonPath::root(), &e))?;
         let mut models = BTreeMap::new();
         let mut first_at: BTreeMap<String, usize> = BTreeMap::new();

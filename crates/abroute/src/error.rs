@@ -60,6 +60,31 @@ impl JsonPath {
     }
 }
 
+impl From<&serde_path_to_error::Path> for JsonPath {
+    /// The path serde_path_to_error tracked while deserializing.
+    fn from(path: &serde_path_to_error::Path) -> JsonPath {
+        use serde_path_to_error::Segment;
+        let mut out = JsonPath::root();
+        for seg in path.iter() {
+            out = match seg {
+                Segment::Seq { index } => out.index(*index),
+                Segment::Map { key } => out.key(key),
+                Segment::Enum { variant } => out.key(variant),
+                Segment::Unknown => out,
+            };
+        }
+        out
+    }
+}
+
+/// serde_json's message without the ` at line L column C` it appends, and that position.
+pub(crate) fn split_position(e: &serde_json::Error) -> (String, usize, usize) {
+    let full = e.to_string();
+    let suffix = format!(" at line {} column {}", e.line(), e.column());
+    let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
+    (message, e.line(), e.column())
+}
+
 fn is_plain_key(key: &str) -> bool {
     !key.is_empty()
         && key

@@ -279,7 +279,7 @@ impl<'de> Deserialize<'de> for RouterConfig {
         let value = match serde_path_to_error::deserialize(deserializer) {
             Ok(parse::StrictValue(v)) => v,
             Err(e) => {
-                let path = parse::json_path(e.path());
+                let path = crate::error::JsonPath::from(e.path());
                 let inner = e.into_inner();
                 return Err(D::Error::custom(parse::SyntaxDisplay(&path, &inner)));
             }

@@ -99,20 +99,6 @@ const SELECTION_EXPECTED: &[&str] = expected!(MODELS, SORT, IGNORE, PROVIDER);
 const SORT_EXPECTED: &[&str] = expected!(METRIC, DIRECTION);
 const PROVIDER_EXPECTED: &[&str] = expected!(ORDER, ALLOW_FALLBACKS);
 
-/// Converts serde_path_to_error's path into ours.
-pub(super) fn json_path(path: &serde_path_to_error::Path) -> JsonPath {
-    use serde_path_to_error::Segment;
-    let mut out = JsonPath::root();
-    for seg in path.iter() {
-        out = match seg {
-            Segment::Seq { index } => out.index(*index),
-            Segment::Map { key } => out.key(key),
-            Segment::Enum { variant } => out.key(variant),
-            Segment::Unknown => out,
-        };
-    }
-    out
-}
 
 /// Formats a syntax error exactly as [`ConfigError`]'s `Display` does for
 /// [`K::Syntax`]: `path: message at line L column C`, without the path at the root.
@@ -129,15 +115,13 @@ impl<E: fmt::Display> fmt::Display for SyntaxDisplay<'_, E> {
 }
 
 fn syntax_error(path: JsonPath, e: &serde_json::Error) -> ConfigError {
-    let full = e.to_string();
-    let suffix = format!(" at line {} column {}", e.line(), e.column());
-    let message = full.strip_suffix(&suffix).unwrap_or(&full).to_owned();
+    let (message, line, column) = crate::error::split_position(e);
     ConfigError::new(
         path,
         K::Syntax {
             message,
-            line: e.line(),
-            column: e.column(),
+            line,
+            column,
         },
     )
 }
@@ -224,7 +208,7 @@ impl<'de> Visitor<'de> for StrictVisitor {
 pub(super) fn from_str(text: &str) -> Result<RouterConfig, ConfigErrors> {
     let mut de = serde_json::Deserializer::from_str(text);
     let StrictValue(value) = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = json_path(e.path());
+        let path = JsonPath::from(e.path());
         ConfigErrors::from(syntax_error(path, e.inner()))
     })?;
     let config = router(&value)?;
