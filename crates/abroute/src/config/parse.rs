@@ -99,7 +99,6 @@ const SELECTION_EXPECTED: &[&str] = expected!(MODELS, SORT, IGNORE, PROVIDER);
 const SORT_EXPECTED: &[&str] = expected!(METRIC, DIRECTION);
 const PROVIDER_EXPECTED: &[&str] = expected!(ORDER, ALLOW_FALLBACKS);
 
-
 /// Formats a syntax error exactly as [`ConfigError`]'s `Display` does for
 /// [`K::Syntax`]: `path: message at line L column C`, without the path at the root.
 pub(super) struct SyntaxDisplay<'a, E>(pub &'a JsonPath, pub &'a E);
