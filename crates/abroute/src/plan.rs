@@ -281,6 +281,12 @@ impl<'a> AttemptPlan<'a> {
                 ttft: time_to_first_token,
             });
         }
+        if outcome == Outcome::Success {
+            self.decision
+                .compiled_router()
+                .metrics()
+                .record(attempt.model, latency, 0, now);
+        }
         if outcome == Outcome::Success && self.served.is_none() {
             self.served = Some(self.log.iter().flatten().count() - 1);
             if !attempt.assigned
@@ -289,6 +295,24 @@ impl<'a> AttemptPlan<'a> {
                 stats.record_failover();
             }
         }
+    }
+
+    /// Reports how many tokens a successful attempt produced (when the host knows, from the
+    /// response's `usage`), for throughput sorting. Latency is already recorded by
+    /// [`report`](Self::report).
+    pub fn report_output_tokens(
+        &self,
+        attempt: &Attempt<'a>,
+        output_tokens: u64,
+        latency: Duration,
+        now: Duration,
+    ) {
+        self.decision.compiled_router().metrics().record_throughput(
+            attempt.model,
+            output_tokens,
+            latency,
+            now,
+        );
     }
 
     /// The attempt that succeeded, if one did.

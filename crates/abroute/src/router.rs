@@ -561,6 +561,8 @@ pub struct CompiledRouter {
     version: u64,
     /// Present when capability routing is on: the catalog requests' needs are checked against.
     catalog: Option<Arc<Catalog>>,
+    /// Where successful attempts' latency goes, for latency and throughput sorting.
+    metrics: Arc<ModelMetrics>,
     routes: Box<[CompiledRoute]>,
     default_route: Option<CompiledRoute>,
 }
@@ -643,6 +645,7 @@ impl RouterConfig {
             catalog: registries
                 .capability_routing
                 .then(|| Arc::clone(&registries.catalog)),
+            metrics: Arc::clone(&registries.metrics),
             routes: routes.into_boxed_slice(),
             default_route,
         })
@@ -788,6 +791,11 @@ impl CompiledRouter {
             .iter()
             .filter_map(CompiledRoute::condition)
             .any(|c| c.contains("messages"))
+    }
+
+    /// The observed latency and throughput store this router reports to.
+    pub fn metrics(&self) -> &ModelMetrics {
+        &self.metrics
     }
 
     /// The catalog requests' needs are checked against, when capability routing is on.

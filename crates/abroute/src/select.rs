@@ -244,6 +244,19 @@ impl ModelEwma {
             .fetch_max(ms(now).saturating_add(1), Ordering::Relaxed);
     }
 
+    /// Records a served request's throughput only (`output_tokens / latency`), for hosts that
+    /// learn the token count after reporting the latency. Ignored unless both are positive.
+    pub fn record_throughput(&self, output_tokens: u64, latency: Duration) {
+        let secs = latency.as_secs_f64();
+        if output_tokens > 0 && secs > 0.0 {
+            ewma_update(
+                &self.throughput,
+                output_tokens as f64 / secs,
+                self.config.smoothing,
+            );
+        }
+    }
+
     /// The latency average in milliseconds, or the prior.
     #[inline]
     pub fn latency_ms(&self) -> f64 {
@@ -356,6 +369,24 @@ impl ModelMetrics {
         }
         if let Some(e) = self.entry(model) {
             e.record(latency, output_tokens, now);
+        }
+    }
+
+    /// Records `model`'s throughput only (see [`ModelEwma::record_throughput`]).
+    pub fn record_throughput(
+        &self,
+        model: &str,
+        output_tokens: u64,
+        latency: Duration,
+        now: Duration,
+    ) {
+        let _ = now;
+        if let Some(e) = self.map.load().get(model) {
+            e.record_throughput(output_tokens, latency);
+            return;
+        }
+        if let Some(e) = self.entry(model) {
+            e.record_throughput(output_tokens, latency);
         }
     }
 

@@ -427,3 +427,26 @@ fn sticky_user_fails_over_to_their_own_second_choice_and_returns() {
         assert_eq!(first_attempt(at(12)), d.variant_id());
     }
 }
+
+/// Successful attempts feed the latency (and, when told, throughput) averages that latency and
+/// throughput sorting read.
+#[test]
+fn reports_feed_the_model_metrics() {
+    let engine = Engine::new();
+    engine.upsert(router(&[("a", 1, &["p/fast"])])).unwrap();
+    let snap = engine.load();
+    let ctx = RequestContext::new();
+    let d = snap.route("r", &ctx).unwrap();
+    let mut plan = d.plan(&ctx, secs(1));
+    let a = plan.next().unwrap();
+    plan.report(
+        &a,
+        Outcome::Success,
+        Duration::from_millis(50),
+        None,
+        secs(1),
+    );
+    plan.report_output_tokens(&a, 100, Duration::from_millis(50), secs(1));
+    assert_eq!(engine.metrics().latency_ms("p/fast"), 50.0);
+    assert_eq!(engine.metrics().throughput("p/fast"), 2_000.0);
+}
