@@ -170,7 +170,7 @@ pub struct CompiledVariant {
     id: Box<str>,
     weight: u32,
     /// Never empty: validation requires a non-empty `model_id`, which is the first target.
-    targets: Box<[ModelTarget]>,
+    targets: Targets,
     stats: Option<Arc<VariantStats>>,
 }
 
@@ -182,7 +182,7 @@ impl CompiledVariant {
 
     /// The `model_id` (the first of [`targets`](Self::targets)).
     pub fn model_id(&self) -> &str {
-        self.targets.first().map_or("", |t| &t.id)
+        self.targets().first().map_or("", |t| &t.id)
     }
 
     /// The configured weight.
@@ -193,12 +193,15 @@ impl CompiledVariant {
     /// The models to try for this variant: `model_id`, then `model_selection.models` in order,
     /// without duplicates.
     pub fn targets(&self) -> &[ModelTarget] {
-        &self.targets
+        match &self.targets {
+            Targets::One(t) => std::slice::from_ref(t),
+            Targets::Many(ts) => ts,
+        }
     }
 
     /// Whether some model of this variant can serve a request with `needs`.
     pub fn can_serve(&self, catalog: &Catalog, needs: &Needs) -> bool {
-        self.targets
+        self.targets()
             .iter()
             .any(|t| catalog.can_serve(t.id(), needs).is_ok())
     }
@@ -227,6 +230,47 @@ pub struct CompiledRoute {
     /// Built on first need (or by [`CompiledRouter::prepare`]); `None` past
     /// [`MAX_STICKY_VARIANTS`], where sticky keys are hashed into the alias table instead.
     sticky: OnceLock<Option<Arc<StickyTable>>>,
+}
+
+/// A variant's targets: most variants have exactly one model, kept inline (no allocation).
+#[derive(Debug, Clone)]
+enum Targets {
+    One(ModelTarget),
+    Many(Box<[ModelTarget]>),
+}
+
+/// Collects a variant's targets without allocating until a second one arrives.
+#[derive(Default)]
+struct TargetList {
+    first: Option<ModelTarget>,
+    more: Vec<ModelTarget>,
+}
+
+impl TargetList {
+    fn contains(&self, id: &str) -> bool {
+        self.first.iter().chain(&self.more).any(|t| *t.id == *id)
+    }
+
+    fn push(&mut self, t: ModelTarget) {
+        if self.first.is_none() {
+            self.first = Some(t);
+        } else {
+            self.more.push(t);
+        }
+    }
+
+    fn finish(self) -> Targets {
+        match self.first {
+            Some(only) if self.more.is_empty() => Targets::One(only),
+            Some(first) => {
+                let mut all = Vec::with_capacity(1 + self.more.len());
+                all.push(first);
+                all.extend(self.more);
+                Targets::Many(all.into_boxed_slice())
+            }
+            None => Targets::Many(Box::new([])),
+        }
+    }
 }
 
 /// Per-compile cache of model targets by model id, so that a model named by many variants
@@ -321,19 +365,19 @@ impl CompiledRoute {
             .iter()
             .map(|wv| {
                 let v = &wv.variant;
-                let mut targets: Vec<ModelTarget> = Vec::with_capacity(1);
+                let mut targets = TargetList::default();
                 let ordered = selected_models(v, registries);
                 if ordered.is_empty() {
                     let fallbacks = v.model_selection.iter().flat_map(|m| m.models.iter());
                     for model in std::iter::once(&v.model_id).chain(fallbacks) {
-                        if model.is_empty() || targets.iter().any(|t| *t.id == **model) {
+                        if model.is_empty() || targets.contains(model) {
                             continue;
                         }
                         targets.push(cache.target(model, registries));
                     }
                 } else {
                     for model in &ordered {
-                        if !targets.iter().any(|t| *t.id == **model) {
+                        if !targets.contains(model) {
                             targets.push(cache.owned_target(model, registries));
                         }
                     }
@@ -341,7 +385,7 @@ impl CompiledRoute {
                 CompiledVariant {
                     id: v.variant_id.as_str().into(),
                     weight: wv.weight,
-                    targets: targets.into_boxed_slice(),
+                    targets: targets.finish(),
                     stats: with_stats.then(|| {
                         registries
                             .stats
