@@ -364,6 +364,24 @@ impl Reader {
         }
     }
 
+    /// An optional boolean: `Some(None)` when absent, `None` (with an error) when not a boolean.
+    fn opt_bool(&mut self, obj: &Obj<'_>, field: Field) -> Option<Option<bool>> {
+        match self.get(obj, field) {
+            Some((Value::Bool(b), _)) => Some(Some(*b)),
+            Some((other, p)) => {
+                self.err(
+                    p,
+                    K::WrongType {
+                        expected: "a boolean",
+                        found: kind_of(other),
+                    },
+                );
+                None
+            }
+            None => Some(None),
+        }
+    }
+
     fn opt_string(&mut self, obj: &Obj<'_>, field: Field) -> Option<String> {
         let (v, path) = self.get(obj, field)?;
         self.string(v, path)
@@ -511,22 +529,9 @@ impl Reader {
             FAILOVER_FIELDS,
             FAILOVER_EXPECTED,
         )?;
-        let across_variants = match self.get(&obj, ACROSS_VARIANTS) {
-            Some((Value::Bool(b), _)) => Some(*b),
-            Some((other, p)) => {
-                self.err(
-                    p,
-                    K::WrongType {
-                        expected: "a boolean",
-                        found: kind_of(other),
-                    },
-                );
-                None
-            }
-            None => Some(false),
-        };
+        let across_variants = self.opt_bool(&obj, ACROSS_VARIANTS)?;
         Some(Failover {
-            across_variants: across_variants?,
+            across_variants: across_variants.unwrap_or(false),
         })
     }
 
@@ -679,20 +684,7 @@ impl Reader {
             PROVIDER_EXPECTED,
         )?;
         let order = self.strings(&obj, ORDER);
-        let allow_fallbacks = match self.get(&obj, ALLOW_FALLBACKS) {
-            Some((Value::Bool(b), _)) => Some(Some(*b)),
-            Some((other, p)) => {
-                self.err(
-                    p,
-                    K::WrongType {
-                        expected: "a boolean",
-                        found: kind_of(other),
-                    },
-                );
-                None
-            }
-            None => Some(None),
-        };
+        let allow_fallbacks = self.opt_bool(&obj, ALLOW_FALLBACKS);
         Some(ProviderPreferences {
             order: order?,
             allow_fallbacks: allow_fallbacks?,
