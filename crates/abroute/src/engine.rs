@@ -223,25 +223,21 @@ impl Engine {
     /// snapshot version grows; decisions keep reporting their router's config version. Call it
     /// every few seconds if you sort by `SORT_METRIC_LATENCY` or `SORT_METRIC_THROUGHPUT`.
     pub fn refresh(&self) -> u64 {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let old = self.current.load_full();
-        let mut routers = old.routers.clone();
-        for (name, loaded) in old.routers.iter() {
-            // Each config compiled once already: it cannot fail now.
-            if let Ok(mut compiled) = self.compile(&loaded.config) {
-                compiled.set_version(loaded.compiled.version());
-                routers.insert(
-                    name.clone(),
-                    Arc::new(LoadedRouter {
+        let version = self.publish(|routers, _| {
+            for loaded in routers.values_mut() {
+                // Each config compiled once already: it cannot fail now.
+                if let Ok(mut compiled) = self.compile(&loaded.config) {
+                    compiled.set_version(loaded.compiled.version());
+                    *loaded = Arc::new(LoadedRouter {
                         compiled,
                         config: loaded.config.clone(),
-                    }),
-                );
+                    });
+                }
             }
-        }
-        let version = old.version + 1;
-        self.current.store(Arc::new(Snapshot { version, routers }));
-        version
+            true
+        });
+        // `publish` only declines when the change closure says so; this one never does.
+        version.unwrap_or_default()
     }
 
     /// The health of every model and provider named by a loaded router.

@@ -20,12 +20,10 @@
 //! This is off the hot path (it runs only when an attempt failed); it allocates one bitset of
 //! `n / 8` bytes.
 
-use crate::random::mix64;
+use crate::random::{GAMMA, mix64};
 use crate::router::{CompiledRoute, CompiledVariant};
 use crate::sticky::StickyFallbacks;
 
-/// SplitMix64's increment.
-const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 /// A fixed tweak so the fallback stream never replays the primary's draw.
 const STREAM_TWEAK: u64 = 0x6661_6c6c_6261_636b; // "fallback"
 /// Rejections in a row before a step switches to the exact scan.

@@ -305,13 +305,11 @@ impl<'a> AttemptPlan<'a> {
         attempt: &Attempt<'a>,
         output_tokens: u64,
         latency: Duration,
-        now: Duration,
     ) {
         self.decision.compiled_router().metrics().record_throughput(
             attempt.model,
             output_tokens,
             latency,
-            now,
         );
     }
 

@@ -7,7 +7,7 @@
 //! to pass their own value with `RequestContext::with_random`).
 
 /// SplitMix64's increment (the golden ratio in 64 bits).
-const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+pub(crate) const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// SplitMix64's output function: a bijection on u64 with full avalanche.
 #[inline]

@@ -373,14 +373,7 @@ impl ModelMetrics {
     }
 
     /// Records `model`'s throughput only (see [`ModelEwma::record_throughput`]).
-    pub fn record_throughput(
-        &self,
-        model: &str,
-        output_tokens: u64,
-        latency: Duration,
-        now: Duration,
-    ) {
-        let _ = now;
+    pub fn record_throughput(&self, model: &str, output_tokens: u64, latency: Duration) {
         if let Some(e) = self.map.load().get(model) {
             e.record_throughput(output_tokens, latency);
             return;

@@ -446,7 +446,7 @@ fn reports_feed_the_model_metrics() {
         None,
         secs(1),
     );
-    plan.report_output_tokens(&a, 100, Duration::from_millis(50), secs(1));
+    plan.report_output_tokens(&a, 100, Duration::from_millis(50));
     assert_eq!(engine.metrics().latency_ms("p/fast"), 50.0);
     assert_eq!(engine.metrics().throughput("p/fast"), 2_000.0);
 }
