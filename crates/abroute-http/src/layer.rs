@@ -637,10 +637,13 @@ where
         let ttft_seen = stream.then_some(latency);
         plan.report(&attempt, Outcome::Success, latency, ttft_seen, now);
         let (mut head, body) = called.response.into_parts();
+        // Built once: for the merged metadata and for the response extension.
+        let mut record = None;
         let body = match called.peeked {
             Some(Peeked::All(all)) => {
                 let total = now.saturating_sub(start);
-                match merge_metadata(&all, metadata_value(&plan.record(), total)) {
+                let rec = record.insert(plan.record());
+                match merge_metadata(&all, metadata_value(rec, total)) {
                     Some(merged) => {
                         head.headers
                             .insert(CONTENT_LENGTH, HeaderValue::from(merged.len()));
@@ -653,12 +656,12 @@ where
             Some(Peeked::Partial(data, frame)) => AbrouteBody::replay(Some(data), frame, body),
             Some(Peeked::End) | None => AbrouteBody::replay(None, None, body),
         };
-        return finish(
-            Response::from_parts(head, body),
-            &plan,
-            &attempt,
-            opts.get_record_extension(),
-        );
+        let mut response = finish(Response::from_parts(head, body), &plan, &attempt, false);
+        if opts.get_record_extension() {
+            let record = record.unwrap_or_else(|| plan.record());
+            response.extensions_mut().insert(record);
+        }
+        return response;
     }
     // Every attempt failed: pass on the last upstream error response, or say why there is none.
     if let Some((response, attempt)) = last_failed {

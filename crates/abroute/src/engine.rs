@@ -153,6 +153,41 @@ impl std::fmt::Debug for SnapshotGuard {
     }
 }
 
+/// Whether any variant of `config` has an attempt order that observed metrics can change.
+fn reads_metrics(config: &RouterConfig, catalog: &Catalog) -> bool {
+    let default = crate::config::ModelSelection::default();
+    config
+        .routes
+        .iter()
+        .map(|r| &r.route)
+        .chain(config.default_route.as_ref())
+        .flat_map(|route| &route.variants)
+        .any(|wv| {
+            let v = &wv.variant;
+            let selection = v.model_selection.as_ref().unwrap_or(&default);
+            crate::select::uses_metrics(&v.model_id, selection, catalog)
+        })
+}
+
+/// One change of an [`Engine::apply`] batch.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Change {
+    /// Add the router, or replace the one with the same name.
+    Upsert(RouterConfig),
+    /// Remove the router with this name (bare or `routers/<name>`).
+    Remove(String),
+}
+
+impl Change {
+    /// The router this change is about (bare name).
+    pub fn name(&self) -> &str {
+        match self {
+            Change::Upsert(config) => &config.name,
+            Change::Remove(name) => name.strip_prefix("routers/").unwrap_or(name),
+        }
+    }
+}
+
 /// Holds every compiled router and swaps them atomically while requests keep flowing.
 #[derive(Debug)]
 pub struct Engine {
@@ -218,13 +253,28 @@ impl Engine {
         &self.registries.metrics
     }
 
-    /// Recompiles every loaded router from its config, keeping each router's version, so that
-    /// variants sorted by observed latency or throughput pick up the latest metrics. The
-    /// snapshot version grows; decisions keep reporting their router's config version. Call it
-    /// every few seconds if you sort by `SORT_METRIC_LATENCY` or `SORT_METRIC_THROUGHPUT`.
+    /// Recompiles the loaded routers whose attempt order depends on observed metrics (a variant
+    /// sorted by latency or throughput, which `auto` and bare model names are by default),
+    /// keeping each router's version, so that they pick up the latest [`ModelMetrics`]. Other
+    /// routers are left as they are, and when no router reads metrics nothing is published.
+    /// Returns the snapshot version (grown by one when something was recompiled); decisions keep
+    /// reporting their router's config version. Hosts call it every few seconds.
     pub fn refresh(&self) -> u64 {
+        let catalog = &self.registries.catalog;
+        let any = self
+            .load()
+            .routers
+            .values()
+            .any(|r| reads_metrics(&r.config, catalog));
+        if !any {
+            return self.version();
+        }
         let version = self.publish(|routers, _| {
+            let mut changed = false;
             for loaded in routers.values_mut() {
+                if !reads_metrics(&loaded.config, catalog) {
+                    continue;
+                }
                 // Each config compiled once already: it cannot fail now.
                 if let Ok(mut compiled) = self.compile(&loaded.config) {
                     compiled.set_version(loaded.compiled.version());
@@ -232,12 +282,12 @@ impl Engine {
                         compiled,
                         config: loaded.config.clone(),
                     });
+                    changed = true;
                 }
             }
-            true
+            changed
         });
-        // `publish` only declines when the change closure says so; this one never does.
-        version.unwrap_or_default()
+        version.unwrap_or_else(|| self.version())
     }
 
     /// The health of every model and provider named by a loaded router.
@@ -316,6 +366,68 @@ impl Engine {
         let name = name.strip_prefix("routers/").unwrap_or(name);
         self.publish(|routers, _| routers.remove(name).is_some())
             .is_some()
+    }
+
+    /// Applies several changes as one snapshot: every upsert is validated and compiled first,
+    /// and then all of them, with every removal, are published at once, as one version. Readers
+    /// see either none of the batch or all of it; a watched directory of router files or a
+    /// deployment that changes two routers together never serves a mix of old and new.
+    ///
+    /// Errors carry the index of the change in their path (`[2].defaultRoute.variants`). A
+    /// name that appears twice in one batch is an error; removing a name that is not loaded
+    /// changes nothing. Returns the new version, or the current one for an empty batch (nothing
+    /// is published then).
+    ///
+    /// # Errors
+    ///
+    /// Every problem in every change; the engine is then unchanged.
+    pub fn apply(&self, changes: Vec<Change>) -> Result<u64, ConfigErrors> {
+        if changes.is_empty() {
+            return Ok(self.version());
+        }
+        let mut errors = Vec::new();
+        let mut seen: FxHashMap<&str, usize> = FxHashMap::default();
+        let mut compiled = Vec::with_capacity(changes.len());
+        for (i, change) in changes.iter().enumerate() {
+            let prefix = JsonPath::root().index(i);
+            let name = change.name();
+            if seen.insert(name, i).is_some() {
+                errors.push(ConfigError::new(
+                    prefix.key("name"),
+                    ConfigErrorKind::DuplicateRouterName {
+                        name: name.to_owned(),
+                    },
+                ));
+            }
+            match change {
+                Change::Upsert(config) => match self.compile(config) {
+                    Ok(c) => compiled.push(Some(c)),
+                    Err(e) => errors.extend(e.prefixed(&prefix)),
+                },
+                Change::Remove(_) => compiled.push(None),
+            }
+        }
+        if let Some(errors) = ConfigErrors::from_vec(errors) {
+            return Err(errors);
+        }
+        let version = self.publish(|routers, version| {
+            for (change, compiled) in changes.into_iter().zip(compiled) {
+                match (change, compiled) {
+                    (Change::Upsert(config), Some(mut compiled)) => {
+                        compiled.set_version(version);
+                        let name: Box<str> = config.name.as_str().into();
+                        routers.insert(name, Arc::new(LoadedRouter { compiled, config }));
+                    }
+                    (change @ Change::Remove(_), _) => {
+                        routers.remove(change.name());
+                    }
+                    (Change::Upsert(_), None) => {}
+                }
+            }
+            true
+        });
+        // `publish` only declines when the change closure says so; this one never does.
+        Ok(version.unwrap_or_default())
     }
 
     /// Replaces every router at once: all of `configs` are loaded, or none is.

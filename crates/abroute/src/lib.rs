@@ -61,7 +61,7 @@ pub use catalog::{Capability, Catalog, ModelInfo, Needs, Unsuitable};
 pub use condition::{Condition, ConditionError, ConditionOutcome, EvalError, Variables};
 pub use config::RouterConfig;
 pub use context::{MetadataValue, RequestContext};
-pub use engine::{Engine, LoadedRouter, Snapshot, SnapshotGuard};
+pub use engine::{Change, Engine, LoadedRouter, Snapshot, SnapshotGuard};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
 pub use fallback::{Fallbacks, RandomFallbacks};
 pub use health::{FailureClass, Health, HealthConfig, Outcome};

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 
-use abroute::{Assignment, ConfigErrorKind, Engine, RequestContext, RouteError, RouterConfig};
+use abroute::{
+    Assignment, Change, ConfigErrorKind, Engine, RequestContext, RouteError, RouterConfig,
+};
 
 const SEED: &str = r#"{ "name": "compare-frontier-models", "defaultRoute": { "route_id": "default", "variants": [ { "variant": { "variant_id": "openai/gpt-4o-mini-a", "model_id": "openai/gpt-4o-mini" }, "weight": 33 }, { "variant": { "variant_id": "openai/gpt-3.5-turbo-b", "model_id": "openai/gpt-3.5-turbo" }, "weight": 33 }, { "variant": { "variant_id": "openai/gpt-4.1-c", "model_id": "openai/gpt-4.1" }, "weight": 34 } ] } }"#;
 
@@ -293,6 +295,60 @@ fn replace_all_is_all_or_nothing() {
     let snap = engine.load();
     assert_eq!(snap.names(), vec!["x"]);
     assert_eq!(snap.version(), v);
+}
+
+#[test]
+fn apply_publishes_a_batch_as_one_version_or_nothing() {
+    let engine = Engine::new();
+    engine
+        .upsert(router("keep", "default", &[("a", "m", 1)]))
+        .unwrap();
+    engine
+        .upsert(router("old", "default", &[("a", "m", 1)]))
+        .unwrap();
+    assert_eq!(engine.version(), 2);
+
+    // One bad change refuses the whole batch, with every problem at its index.
+    let errors = engine
+        .apply(vec![
+            Change::Upsert(router("x", "default", &[("a", "m", 1)])),
+            Change::Remove("old".into()),
+            Change::Upsert(router("Bad_Name", "", &[("a", "m", 1)])),
+            Change::Remove("routers/x".into()),
+        ])
+        .unwrap_err();
+    let text = errors.to_string();
+    assert!(
+        text.contains("[2].name: invalid router name \"Bad_Name\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("[3].name: router name \"x\" appears more than once"),
+        "{text}"
+    );
+    assert_eq!(engine.version(), 2, "nothing published");
+    assert_eq!(engine.load().names(), vec!["keep", "old"]);
+
+    // A good batch: one version for all of it; removing an unknown name is a no-op.
+    let v = engine
+        .apply(vec![
+            Change::Upsert(router("x", "default", &[("a", "m", 1)])),
+            Change::Upsert(router("y", "default", &[("b", "m", 1)])),
+            Change::Remove("routers/old".into()),
+            Change::Remove("never-loaded".into()),
+        ])
+        .unwrap();
+    assert_eq!(v, 3);
+    let snap = engine.load();
+    assert_eq!(snap.version(), 3);
+    assert_eq!(snap.names(), vec!["keep", "x", "y"]);
+    let d = snap.route("y", &RequestContext::new()).unwrap();
+    assert_eq!(d.version(), 3);
+    assert_eq!(snap.router("keep").unwrap().compiled().version(), 1);
+
+    // An empty batch publishes nothing.
+    assert_eq!(engine.apply(Vec::new()).unwrap(), 3);
+    assert_eq!(engine.version(), 3);
 }
 
 /// Readers route while a writer alternates between two configs (and throws in invalid ones).

@@ -43,6 +43,70 @@ fn auto_sorts_its_pool_by_blended_price() {
     assert_eq!(plan, targets, "the order is the variant's attempt plan");
 }
 
+/// `Engine::refresh` recompiles the routers sorted by observed latency, so a model that became
+/// slow moves back in the attempt order; routers that read no metrics are never recompiled.
+#[test]
+fn refresh_reorders_latency_sorted_variants_and_leaves_others_alone() {
+    let engine = Engine::new();
+    engine
+        .upsert(config(
+            json!({ "name": "plain", "defaultRoute": { "route_id": "d", "variants": [
+            { "variant": { "variant_id": "a", "model_id": "openai/gpt-4.1" }, "weight": 1 } ] } }),
+        ))
+        .unwrap();
+    assert_eq!(
+        engine.refresh(),
+        1,
+        "nothing reads metrics: nothing published"
+    );
+
+    engine
+        .upsert(config(json!({ "name": "fast", "defaultRoute": { "route_id": "d", "variants": [
+            { "variant": { "variant_id": "v", "model_id": "auto", "model_selection": {
+                "models": ["openai/gpt-4.1", "openai/gpt-4o-mini"],
+                "sort": [{ "metric": "SORT_METRIC_LATENCY", "direction": "SORT_DIRECTION_ASCENDING" }] } },
+              "weight": 1 } ] } })))
+        .unwrap();
+    let order = |engine: &Engine| -> Vec<String> {
+        let snap = engine.load();
+        let ctx = RequestContext::new();
+        let d = snap.route("fast", &ctx).unwrap();
+        d.plan(&ctx, std::time::Duration::ZERO)
+            .map(|a| a.model_id().to_owned())
+            .collect()
+    };
+    let before = order(&engine);
+    assert_eq!(before.len(), 2);
+    // The first model becomes very slow, the second fast.
+    let now = std::time::Duration::from_secs(10);
+    for _ in 0..50 {
+        engine
+            .metrics()
+            .record(&before[0], std::time::Duration::from_secs(20), 10, now);
+        engine
+            .metrics()
+            .record(&before[1], std::time::Duration::from_millis(5), 10, now);
+    }
+    assert_eq!(order(&engine), before, "compiled orders wait for a refresh");
+    let plain_before = engine.load_full();
+    let v = engine.refresh();
+    assert_eq!(v, 3, "one new snapshot");
+    assert_eq!(order(&engine), vec![before[1].clone(), before[0].clone()]);
+    let snap = engine.load();
+    assert_eq!(
+        snap.router("fast").unwrap().compiled().version(),
+        2,
+        "router version kept"
+    );
+    assert!(
+        std::ptr::eq(
+            snap.router("plain").unwrap(),
+            plain_before.router("plain").unwrap()
+        ),
+        "a router that reads no metrics is not recompiled"
+    );
+}
+
 #[test]
 fn auto_with_an_empty_pool_is_a_config_error_with_its_path() {
     let c = config(
