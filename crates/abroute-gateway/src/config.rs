@@ -6,11 +6,22 @@
 //! strings such as `"300ms"`, `"30s"`, `"5m"` or `"1h"`. Relative paths are read from the
 //! directory of the config file.
 //!
+//! Providers are reached over `http://` or `https://`. TLS trusts Mozilla's root certificates,
+//! built into the binary; a provider's `ca_file` (a PEM file) adds roots for that provider's
+//! host, such as a private CA or a self-signed development certificate. The file is read and
+//! checked when the config file is read and again at start; an error names the provider
+//! (`providers[1].ca_file: ...`) and the file.
+//!
 //! ```
 //! use abroute_gateway::config::GatewayConfig;
 //!
 //! let config = GatewayConfig::from_toml_str(r#"
 //! listen = "127.0.0.1:9000"
+//!
+//! [[providers]]
+//! name = "openai"
+//! base_url = "https://api.openai.com/v1"
+//! api_key_env = "OPENAI_API_KEY"
 //!
 //! [[providers]]
 //! name = "vllm"
@@ -162,6 +173,11 @@ pub struct ProviderConfig {
     /// The environment variable holding the provider's key.
     #[serde(default)]
     pub api_key_env: Option<String>,
+    /// A PEM file of root certificates to trust for this provider's host besides Mozilla's
+    /// (a private CA, a self-signed development certificate). Only with an `https://`
+    /// `base_url`; relative to the config file's directory.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -172,6 +188,7 @@ impl fmt::Debug for ProviderConfig {
             .field("mock", &self.mock)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("api_key_env", &self.api_key_env)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -343,6 +360,7 @@ impl GatewayConfig {
                 mock: true,
                 api_key: None,
                 api_key_env: None,
+                ca_file: None,
             }],
             seed_router: true,
             ..GatewayConfig::default()
@@ -366,11 +384,13 @@ impl GatewayConfig {
         Ok(config)
     }
 
-    /// Reads a config file; relative paths in it are taken from the file's directory.
+    /// Reads a config file; relative paths in it are taken from the file's directory. Every
+    /// provider's `ca_file` is read and checked.
     ///
     /// # Errors
     ///
-    /// When the file cannot be read or is invalid; the error names the file and the position.
+    /// When the file cannot be read or is invalid; the error names the file and the position
+    /// (or the field, for a `ca_file` that cannot be used).
     pub fn from_file(path: &Path) -> Result<GatewayConfig, ConfigFileError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigFileError {
             file: Some(path.to_owned()),
@@ -387,7 +407,41 @@ impl GatewayConfig {
         if let Some(w) = &mut config.watch {
             w.dir = base.join(&w.dir);
         }
+        for p in &mut config.providers {
+            if let Some(ca) = &mut p.ca_file {
+                *ca = base.join(&*ca);
+            }
+        }
+        config.read_ca_files().map_err(|message| ConfigFileError {
+            file: Some(path.to_owned()),
+            message,
+        })?;
         Ok(config)
+    }
+
+    /// Reads every provider's `ca_file` and returns the certificates of provider `i` at
+    /// position `i` (empty without a file); checked when a config file is read, used at start.
+    ///
+    /// # Errors
+    ///
+    /// Every file that cannot be used, as `providers[i].ca_file: <file>: <problem>`.
+    pub fn read_ca_files(
+        &self,
+    ) -> Result<Vec<Vec<rustls::pki_types::CertificateDer<'static>>>, String> {
+        let mut problems = Vec::new();
+        let mut out = Vec::with_capacity(self.providers.len());
+        for (i, p) in self.providers.iter().enumerate() {
+            match p.ca_file.as_deref().map(crate::upstream::read_ca_file) {
+                None => out.push(Vec::new()),
+                Some(Ok(certs)) => out.push(certs),
+                Some(Err(e)) => problems.push(format!("providers[{i}].ca_file: {e}")),
+            }
+        }
+        if problems.is_empty() {
+            Ok(out)
+        } else {
+            Err(problems.join("\n"))
+        }
     }
 
     /// Checks what serde cannot: providers well formed and not repeated, keys readable.
@@ -414,12 +468,21 @@ impl GatewayConfig {
                 (None, false) => problems.push(format!(
                     "providers[{i}]: a provider needs `base_url` (or `mock = true`)"
                 )),
-                (Some(url), false) => {
-                    if let Err(e) = crate::upstream::BaseUrl::parse(url) {
-                        problems.push(format!("providers[{i}].base_url: {e}"));
+                (Some(url), false) => match crate::upstream::BaseUrl::parse(url) {
+                    Err(e) => problems.push(format!("providers[{i}].base_url: {e}")),
+                    Ok(base) if p.ca_file.is_some() && !base.is_https() => problems.push(format!(
+                        "providers[{i}].ca_file: only an https:// base_url uses a CA file"
+                    )),
+                    Ok(_) => {}
+                },
+                (None, true) => {
+                    if p.ca_file.is_some() {
+                        problems.push(format!(
+                            "providers[{i}].ca_file: the built-in mock upstream speaks plain \
+                             HTTP; a CA file needs an https:// base_url"
+                        ));
                     }
                 }
-                (None, true) => {}
             }
         }
         for (i, k) in self.auth.keys.iter().enumerate() {
@@ -543,6 +606,40 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert!(c.auth.enabled);
         assert!(c.routing.strip_provider);
+    }
+
+    #[test]
+    fn ca_files_need_https_and_a_readable_file() {
+        let e = GatewayConfig::from_toml_str(
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://h/v1\"\nca_file = \"ca.pem\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.message.contains("providers[0].ca_file: only an https://"),
+            "{}",
+            e.message
+        );
+        let e = GatewayConfig::from_toml_str(
+            "[[providers]]\nname = \"a\"\nmock = true\nca_file = \"ca.pem\"\n",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("providers[0].ca_file:"), "{}", e.message);
+        // From a file: the path is taken from the config's directory and the file is read.
+        let dir = std::env::temp_dir().join(format!("abroute-cfg-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("gateway.toml");
+        std::fs::write(
+            &file,
+            "[[providers]]\nname = \"a\"\nbase_url = \"http://h/v1\"\n\
+             [[providers]]\nname = \"b\"\nbase_url = \"https://h/v1\"\nca_file = \"nope.pem\"\n",
+        )
+        .unwrap();
+        let e = GatewayConfig::from_file(&file).unwrap_err();
+        let shown = e.to_string();
+        let missing = dir.join("nope.pem").display().to_string();
+        assert!(shown.contains("providers[1].ca_file: "), "{shown}");
+        assert!(shown.contains(&missing), "{shown}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

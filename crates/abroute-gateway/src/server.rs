@@ -296,7 +296,8 @@ impl Gateway {
         let mut mock = None;
         let mut list = Vec::new();
         let mut provider_names = Vec::new();
-        for p in &config.providers {
+        let ca_roots = config.read_ca_files().map_err(start_error)?;
+        for (p, roots) in config.providers.iter().zip(ca_roots) {
             let base = if p.mock {
                 if mock.is_none() {
                     let control = options.mock_control.clone().unwrap_or_default();
@@ -338,14 +339,19 @@ impl Gateway {
                 },
                 if key.is_some() { " (with key)" } else { "" }
             ));
-            list.push(Provider::new(&p.name, base, key.as_deref()).map_err(start_error)?);
+            list.push(
+                Provider::new(&p.name, base, key.as_deref())
+                    .map_err(start_error)?
+                    .trust(roots),
+            );
         }
         let providers = Arc::new(Providers::new(list));
         let upstream = UpstreamService::new(
             providers,
             config.limits.connect_timeout,
             config.routing.strip_provider,
-        );
+        )
+        .map_err(start_error)?;
 
         let mut router_options = RouterOptions::new()
             .model_prefix(config.routing.model_prefix.clone())

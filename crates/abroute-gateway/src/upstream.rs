@@ -8,12 +8,21 @@
 //! keep-alive HTTP/1.1 connection. The response body is passed on as it arrives (SSE included):
 //! nothing is buffered here.
 //!
+//! One client serves `http://` and `https://` base URLs alike. TLS is rustls with the `ring`
+//! provider (TLS 1.2 and 1.3, ALPN `http/1.1`), trusting Mozilla's root certificates built into
+//! the binary (`webpki-roots`, so no system CA bundle is needed). A provider's `ca_file` adds
+//! root certificates (a private CA, a self-signed dev certificate) for that provider's host
+//! only: the other hosts are still checked against Mozilla's roots alone. A TLS connection is
+//! pooled like a plain one, so the handshake is paid once per connection, not per request.
+//!
 //! Requests that do not name a router (a plain `openai/gpt-4.1`, say) come without an
 //! `UpstreamAttempt`; their body's `model` picks the provider the same way.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::future::Future;
+use std::net::IpAddr;
+use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -26,14 +35,20 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{Request, Response, StatusCode, Uri};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// The body of an upstream response as the layer sees it.
 pub type UpstreamBody = UnsyncBoxBody<Bytes, BoxError>;
 
-/// An OpenAI-compatible base URL, split for fast joining: `http://host:port/prefix`.
+/// An OpenAI-compatible base URL, split for fast joining: `http(s)://host:port/prefix`.
 #[derive(Debug, Clone)]
 pub struct BaseUrl {
     scheme: Scheme,
@@ -43,12 +58,11 @@ pub struct BaseUrl {
 }
 
 impl BaseUrl {
-    /// Parses `http://host:port/path`.
+    /// Parses `http://host:port/path` or `https://host:port/path`.
     ///
     /// # Errors
     ///
-    /// When it is not an absolute `http` URL (`https` needs a TLS-terminating proxy in front:
-    /// this build speaks plain HTTP to upstreams).
+    /// When it is not an absolute `http` or `https` URL, or has a query.
     pub fn parse(text: &str) -> Result<BaseUrl, String> {
         let uri: Uri = text
             .parse()
@@ -56,11 +70,10 @@ impl BaseUrl {
         let scheme = uri
             .scheme()
             .cloned()
-            .ok_or_else(|| format!("{text:?} needs a scheme (http://...)"))?;
-        if scheme != Scheme::HTTP {
+            .ok_or_else(|| format!("{text:?} needs a scheme (http:// or https://)"))?;
+        if scheme != Scheme::HTTP && scheme != Scheme::HTTPS {
             return Err(format!(
-                "{text:?}: only http:// upstreams are supported by this build; put a TLS proxy \
-                 (or a local sidecar) in front of https upstreams"
+                "{text:?}: the scheme must be http:// or https://, not {scheme}://"
             ));
         }
         let authority = uri
@@ -76,6 +89,22 @@ impl BaseUrl {
             authority,
             prefix,
         })
+    }
+
+    /// Whether requests to it go over TLS.
+    pub fn is_https(&self) -> bool {
+        self.scheme == Scheme::HTTPS
+    }
+
+    /// The host as TLS names it: a DNS name as written (lowercased), an IP address in its
+    /// canonical form, without brackets.
+    fn tls_host(&self) -> String {
+        let host = self.authority.host();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        match bare.parse::<IpAddr>() {
+            Ok(ip) => ip.to_string(),
+            Err(_) => bare.to_ascii_lowercase(),
+        }
     }
 
     /// The URL for a request path: `/v1/chat/completions` becomes
@@ -111,6 +140,8 @@ pub struct Provider {
     pub base: BaseUrl,
     /// `Bearer <key>`, marked sensitive.
     authorization: Option<HeaderValue>,
+    /// Root certificates trusted for this provider's host besides Mozilla's (its `ca_file`).
+    extra_roots: Vec<CertificateDer<'static>>,
 }
 
 impl fmt::Debug for Provider {
@@ -119,6 +150,7 @@ impl fmt::Debug for Provider {
             .field("name", &self.name)
             .field("base", &self.base.to_string())
             .field("key", &self.authorization.is_some())
+            .field("extra_roots", &self.extra_roots.len())
             .finish()
     }
 }
@@ -143,8 +175,157 @@ impl Provider {
             name: name.to_owned(),
             base,
             authorization,
+            extra_roots: Vec::new(),
         })
     }
+
+    /// Also trusts these root certificates (from [`read_ca_file`]) for this provider's host.
+    #[must_use]
+    pub fn trust(mut self, roots: Vec<CertificateDer<'static>>) -> Provider {
+        self.extra_roots.extend(roots);
+        self
+    }
+}
+
+/// Reads a PEM file of root certificates (a provider's `ca_file`) and checks that each can be a
+/// trust anchor.
+///
+/// # Errors
+///
+/// When the file cannot be read, is not PEM, holds no certificate, or holds one that cannot be
+/// parsed; the message starts with the file's path.
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let shown = path.display();
+    let pem = std::fs::read(path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{shown}: not a PEM file: {e}"))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "{shown}: no certificate in it (expected PEM `-----BEGIN CERTIFICATE-----` blocks)"
+        ));
+    }
+    let mut check = RootCertStore::empty();
+    for (i, cert) in certs.iter().enumerate() {
+        check
+            .add(cert.clone())
+            .map_err(|e| format!("{shown}: certificate {} cannot be a root: {e}", i + 1))?;
+    }
+    Ok(certs)
+}
+
+/// Checks server certificates against Mozilla's roots, or, for the hosts of providers with a
+/// `ca_file`, against Mozilla's roots and that file's.
+#[derive(Debug)]
+struct ScopedVerifier {
+    default: Arc<WebPkiServerVerifier>,
+    /// By [`BaseUrl::tls_host`]; a handful at most, so a list.
+    scoped: Vec<(String, Arc<WebPkiServerVerifier>)>,
+}
+
+impl ScopedVerifier {
+    fn for_name(&self, name: &ServerName<'_>) -> &WebPkiServerVerifier {
+        if self.scoped.is_empty() {
+            return &self.default;
+        }
+        let name = name.to_str();
+        self.scoped
+            .iter()
+            .find(|(host, _)| host.eq_ignore_ascii_case(&name))
+            .map_or(&self.default, |(_, v)| v)
+    }
+}
+
+impl ServerCertVerifier for ScopedVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.for_name(server_name).verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        )
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.default.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.default.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.default.supported_verify_schemes()
+    }
+}
+
+/// The TLS client settings: `ring`, safe default versions (1.2 and 1.3), ALPN `http/1.1`, and
+/// the [`ScopedVerifier`] for these providers.
+fn tls_config(providers: &Providers) -> Result<ClientConfig, String> {
+    let crypto = Arc::new(rustls::crypto::ring::default_provider());
+    let mozilla = RootCertStore {
+        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+    };
+    let verifier = |roots: RootCertStore| {
+        WebPkiServerVerifier::builder_with_provider(Arc::new(roots), crypto.clone())
+            .build()
+            .map_err(|e| format!("cannot set up TLS certificate checks: {e}"))
+    };
+    let mut extra: Vec<(String, RootCertStore)> = Vec::new();
+    for p in providers.iter() {
+        if p.extra_roots.is_empty() || !p.base.is_https() {
+            continue;
+        }
+        let host = p.base.tls_host();
+        let at = match extra.iter().position(|(h, _)| *h == host) {
+            Some(at) => at,
+            None => {
+                extra.push((host, mozilla.clone()));
+                extra.len() - 1
+            }
+        };
+        for cert in &p.extra_roots {
+            extra[at]
+                .1
+                .add(cert.clone())
+                .map_err(|e| format!("provider {:?}: a CA certificate: {e}", p.name))?;
+        }
+    }
+    let scoped = extra
+        .into_iter()
+        .map(|(host, roots)| Ok((host, verifier(roots)?)))
+        .collect::<Result<Vec<_>, String>>()?;
+    let verifier = ScopedVerifier {
+        default: verifier(mozilla)?,
+        scoped,
+    };
+    let mut config = ClientConfig::builder_with_provider(crypto.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        // `dangerous` only names the hook: the verifier is webpki's, with per-host roots.
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
 }
 
 /// Every provider, by name, and the catch-all.
@@ -171,11 +352,14 @@ impl Providers {
 
     /// The provider for a model id: by its provider part, else the catch-all.
     pub fn for_model(&self, model_id: &str) -> Option<&Provider> {
+        self.pick(model_id).map(|p| &**p)
+    }
+
+    fn pick(&self, model_id: &str) -> Option<&Arc<Provider>> {
         model_id
             .split_once('/')
             .and_then(|(p, _)| self.by_name.get(p))
             .or(self.any.as_ref())
-            .map(|p| &**p)
     }
 
     /// Every provider, for the banner.
@@ -201,7 +385,7 @@ const DROPPED_REQUEST_HEADERS: [HeaderName; 9] = [
 /// The service that calls upstreams. Cheap to clone (one pool shared by every clone).
 #[derive(Clone)]
 pub struct UpstreamService {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     providers: Arc<Providers>,
     strip_provider: bool,
 }
@@ -215,27 +399,55 @@ impl fmt::Debug for UpstreamService {
 }
 
 impl UpstreamService {
-    /// A service over these providers, connecting with this timeout. `strip_provider` also
+    /// A service over these providers, connecting with this timeout (TCP only: a TLS
+    /// handshake that stalls is cut by the layer's attempt timeout). `strip_provider` also
     /// applies to requests that do not name a router.
-    pub fn new(providers: Arc<Providers>, connect_timeout: Duration, strip_provider: bool) -> Self {
+    ///
+    /// # Errors
+    ///
+    /// When the TLS settings cannot be made (a provider's root certificate is unusable).
+    pub fn new(
+        providers: Arc<Providers>,
+        connect_timeout: Duration,
+        strip_provider: bool,
+    ) -> Result<Self, String> {
         let mut connector = HttpConnector::new();
+        // `https://` URIs reach it through the TLS wrapper, which handles the scheme.
+        connector.enforce_http(false);
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
+        // `http://` passes straight through to the plain connector.
+        let connector = HttpsConnector::from((connector, tls_config(&providers)?));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .pool_max_idle_per_host(1024)
             .build(connector);
-        UpstreamService {
+        Ok(UpstreamService {
             client,
             providers,
             strip_provider,
-        }
+        })
     }
 
     /// The providers.
     pub fn providers(&self) -> &Providers {
         &self.providers
+    }
+}
+
+/// An error and its sources, `: `-separated.
+struct ErrorChain<'a>(&'a (dyn std::error::Error + 'static));
+
+impl fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(e) = source {
+            write!(f, ": {e}")?;
+            source = e.source();
+        }
+        Ok(())
     }
 }
 
@@ -299,8 +511,8 @@ impl tower::Service<Request<Bytes>> for UpstreamService {
             }
         };
         let provider = match model.as_deref() {
-            Some(m) => self.providers.for_model(m),
-            None => self.providers.any.as_deref(),
+            Some(m) => self.providers.pick(m),
+            None => self.providers.any.as_ref(),
         };
         let Some(provider) = provider else {
             let message = match &model {
@@ -343,8 +555,20 @@ impl tower::Service<Request<Bytes>> for UpstreamService {
         parts.version = http::Version::HTTP_11;
         let req = Request::from_parts(parts, Full::new(body));
         let fut = self.client.request(req);
+        let provider = Arc::clone(provider);
         Box::pin(async move {
-            let response = fut.await.map_err(|e| Box::new(e) as BoxError)?;
+            let response = fut.await.map_err(|e| {
+                // The layer keeps only the failure's class: say here what went wrong (a refused
+                // connection, a certificate that is not trusted, ...).
+                if e.is_connect() {
+                    tracing::warn!(provider = %provider.name, base = %provider.base,
+                        error = %ErrorChain(&e), "cannot connect to the upstream");
+                } else {
+                    tracing::debug!(provider = %provider.name, base = %provider.base,
+                        error = %ErrorChain(&e), "upstream request failed");
+                }
+                Box::new(e) as BoxError
+            })?;
             let (mut head, body) = response.into_parts();
             head.headers.remove(header::CONNECTION);
             head.headers.remove("keep-alive");
@@ -381,8 +605,70 @@ mod tests {
             b.join("/v1x").unwrap().to_string(),
             "http://h/openai/v1/v1x"
         );
-        assert!(BaseUrl::parse("https://api.openai.com/v1").is_err());
         assert!(BaseUrl::parse("localhost:80").is_err());
+    }
+
+    #[test]
+    fn accepts_http_and_https_only() {
+        let b = BaseUrl::parse("https://api.openai.com/v1").unwrap();
+        assert!(b.is_https());
+        assert_eq!(b.to_string(), "https://api.openai.com/v1");
+        assert_eq!(
+            b.join("/v1/chat/completions").unwrap().to_string(),
+            "https://api.openai.com/v1/chat/completions"
+        );
+        assert!(!BaseUrl::parse("http://h/v1").unwrap().is_https());
+        for bad in [
+            "ftp://h/v1",
+            "ws://h/v1",
+            "file:///etc/passwd",
+            "/v1",
+            "https://h/v1?x=1",
+        ] {
+            assert!(BaseUrl::parse(bad).is_err(), "{bad} was accepted");
+        }
+        let e = BaseUrl::parse("ftp://h/v1").unwrap_err();
+        assert!(e.contains("http:// or https://"), "{e}");
+    }
+
+    #[test]
+    fn tls_hosts_are_canonical() {
+        let host = |u: &str| BaseUrl::parse(u).unwrap().tls_host();
+        assert_eq!(host("https://API.OpenAI.com/v1"), "api.openai.com");
+        assert_eq!(host("https://localhost:8443/v1"), "localhost");
+        assert_eq!(host("https://127.0.0.1:8443/v1"), "127.0.0.1");
+        assert_eq!(host("https://[0:0::1]:8443/v1"), "::1");
+    }
+
+    #[test]
+    fn ca_files_are_checked() {
+        let dir = std::env::temp_dir().join(format!("abroute-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let missing = dir.join("missing.pem");
+        let e = read_ca_file(&missing).unwrap_err();
+        assert!(e.starts_with(&missing.display().to_string()), "{e}");
+        assert!(e.contains("cannot read"), "{e}");
+        let empty = dir.join("empty.pem");
+        std::fs::write(&empty, "just text\n").unwrap();
+        let e = read_ca_file(&empty).unwrap_err();
+        assert!(e.contains("no certificate"), "{e}");
+        let garbage = dir.join("garbage.pem");
+        std::fs::write(
+            &garbage,
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        )
+        .unwrap();
+        let e = read_ca_file(&garbage).unwrap_err();
+        assert!(e.contains("certificate 1 cannot be a root"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_client_builds_with_and_without_extra_roots() {
+        let p = |n: &str, u: &str| Provider::new(n, BaseUrl::parse(u).unwrap(), None).unwrap();
+        let plain = Providers::new(vec![p("a", "http://h/v1"), p("b", "https://h/v1")]);
+        let config = tls_config(&plain).unwrap();
+        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
     }
 
     #[test]

@@ -46,6 +46,7 @@ pub fn test_config() -> GatewayConfig {
         mock: true,
         api_key: Some("sk-upstream-key".to_owned()),
         api_key_env: None,
+        ca_file: None,
     }];
     c.limits.attempt_timeout = Duration::from_millis(800);
     c.limits.connect_timeout = Duration::from_millis(500);
