@@ -106,6 +106,8 @@ enum Key {
     /// More text counted for tokens (`system`, `instructions`).
     Text,
     Tools,
+    /// `functions` (chat completions' older spelling of `tools`).
+    Functions,
     /// `response_format` (chat) or `output_format` (messages): `{type}`.
     Format,
     /// `text` (responses): `{format: {type}}`.
@@ -117,22 +119,33 @@ enum Key {
     Other,
 }
 
-fn classify(api: Api, key: &str) -> Key {
+/// What `key` is for `api`. Matches the raw bytes of an unescaped key (no UTF-8 check, no
+/// copy: the scanner has validated it); a key with escapes is decoded first.
+fn classify(api: Api, body: &[u8], key: &StrSpan) -> Result<Key, SyntaxError> {
+    if key.escaped {
+        Ok(classify_name(api, key.decode(body)?.as_bytes()))
+    } else {
+        Ok(classify_name(api, key.inner.of(body)))
+    }
+}
+
+fn classify_name(api: Api, key: &[u8]) -> Key {
     use Api::{ChatCompletions as C, Messages as M, Responses as R};
     match (key, api) {
-        ("model", _) => Key::Model,
-        ("user", C | R) => Key::User,
-        ("stream", _) => Key::Stream,
-        ("messages", C | M) | ("input", R) => Key::Conversation,
-        ("system", M) | ("instructions", R) => Key::Text,
-        ("tools", _) | ("functions", C) => Key::Tools,
-        ("response_format", C) | ("output_format", M) => Key::Format,
-        ("text", R) => Key::TextFormat,
-        ("max_tokens", C | M) | ("max_completion_tokens", C) | ("max_output_tokens", R) => {
+        (b"model", _) => Key::Model,
+        (b"user", C | R) => Key::User,
+        (b"stream", _) => Key::Stream,
+        (b"messages", C | M) | (b"input", R) => Key::Conversation,
+        (b"system", M) | (b"instructions", R) => Key::Text,
+        (b"tools", _) => Key::Tools,
+        (b"functions", C) => Key::Functions,
+        (b"response_format", C) | (b"output_format", M) => Key::Format,
+        (b"text", R) => Key::TextFormat,
+        (b"max_tokens", C | M) | (b"max_completion_tokens", C) | (b"max_output_tokens", R) => {
             Key::OutputTokens
         }
-        ("metadata", M) => Key::AnthropicMetadata,
-        ("extra_body", _) => Key::ExtraBody,
+        (b"metadata", M) => Key::AnthropicMetadata,
+        (b"extra_body", _) => Key::ExtraBody,
         _ => Key::Other,
     }
 }
@@ -202,10 +215,9 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
     let mut model_key: Option<StrSpan> = None;
     let mut user_str: Option<StrSpan> = None;
     sc.object(|sc, key| {
-        let name = key_name(body, &key)?;
-        let kind = classify(api, &name);
+        let kind = classify(api, body, &key)?;
         let (value, string) = match kind {
-            Key::Conversation | Key::Text | Key::Tools => {
+            Key::Conversation | Key::Text | Key::Tools | Key::Functions => {
                 (sc.value_counting(Some(&mut ex.stats))?, None)
             }
             Key::Format => {
@@ -234,14 +246,8 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
             Key::User => user_str = string,
             Key::Stream => ex.stream = value.span.of(body) == b"true",
             Key::Conversation => ex.conversation = Some(value),
-            Key::Tools => {
-                let nonempty = value.kind == Kind::Array && !is_empty_container(body, value);
-                if name == "functions" {
-                    ex.functions = nonempty;
-                } else {
-                    ex.tools = nonempty;
-                }
-            }
+            Key::Tools => ex.tools = is_nonempty_array(body, value),
+            Key::Functions => ex.functions = is_nonempty_array(body, value),
             Key::OutputTokens => {
                 ex.output_tokens = (value.kind == Kind::Number)
                     .then(|| std::str::from_utf8(value.span.of(body)).ok()?.parse().ok())
@@ -266,15 +272,12 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
     Ok(ex)
 }
 
-/// A key's decoded name (borrowed unless it holds escapes).
-fn key_name<'a>(body: &'a [u8], key: &StrSpan) -> Result<Cow<'a, str>, SyntaxError> {
-    key.decode(body)
-}
-
-/// True when an array or object span holds nothing but whitespace.
-fn is_empty_container(body: &[u8], v: ValueSpan) -> bool {
-    let inner = &v.span.of(body)[1..v.span.len() - 1];
-    inner.iter().all(|b| b.is_ascii_whitespace())
+/// True for an array holding at least one element.
+fn is_nonempty_array(body: &[u8], v: ValueSpan) -> bool {
+    v.kind == Kind::Array
+        && !v.span.of(body)[1..v.span.len() - 1]
+            .iter()
+            .all(|b| b.is_ascii_whitespace())
 }
 
 /// Reads `{..., "type": "json_schema", ...}` (or, nested, `{"format": {"type": ...}}`);
@@ -560,7 +563,7 @@ impl<'a> Extracted<'a> {
                         }
                     },
                 };
-                ctx = std::mem::take(&mut ctx).with_metadata(key, value);
+                ctx.set_metadata(key, value);
                 Ok(())
             })
             .map_err(located)?;
@@ -687,15 +690,18 @@ pub(crate) enum RouterKey {
 
 /// Which router key `key` is, if any.
 pub(crate) fn router_key(body: &[u8], key: &StrSpan) -> Option<RouterKey> {
-    [
-        ("metadata", RouterKey::Metadata),
-        ("models", RouterKey::Models),
-        ("fallback", RouterKey::Fallback),
-        ("prompt_variables", RouterKey::PromptVariables),
-    ]
-    .into_iter()
-    .find(|(name, _)| key.eq_str(body, name))
-    .map(|(_, k)| k)
+    let named = |name: &[u8]| match name {
+        b"metadata" => Some(RouterKey::Metadata),
+        b"models" => Some(RouterKey::Models),
+        b"fallback" => Some(RouterKey::Fallback),
+        b"prompt_variables" => Some(RouterKey::PromptVariables),
+        _ => None,
+    };
+    if key.escaped {
+        named(key.decode(body).ok()?.as_bytes())
+    } else {
+        named(key.inner.of(body))
+    }
 }
 
 /// A metadata number, typed as `serde_json` would: an integer when it has no fraction or

@@ -2,7 +2,9 @@
 //!
 //! A [`RequestContext`] borrows everything it can from the request: the sticky key (`user`),
 //! metadata for conditions, and optionally the uniform 64-bit value a random pick uses. Building
-//! one without metadata allocates nothing.
+//! one allocates nothing unless it holds more than four metadata entries or more than four
+//! request models: the first few of each are kept inline, because a context is built on every
+//! request's hot path.
 //!
 //! ```
 //! use abroute::RequestContext;
@@ -17,6 +19,7 @@
 //! ```
 
 use std::borrow::Cow;
+use std::fmt;
 
 use serde_json::Value;
 
@@ -108,12 +111,96 @@ impl<'a> From<&'a Value> for MetadataValue<'a> {
     }
 }
 
+/// How many metadata entries a [`RequestContext`] keeps without allocating.
+const INLINE_METADATA: usize = 4;
+/// How many request models a [`RequestContext`] keeps without allocating.
+const INLINE_MODELS: usize = 4;
+
+/// Up to `N` items inline; past that, all of them on the heap. Either way the items are one
+/// contiguous slice, so [`RequestContext::models`] can hand out `&[_]`.
+#[derive(Clone)]
+struct Inline<T, const N: usize> {
+    /// The items while there are at most `N` (`items[..len]`); placeholders after them.
+    items: [T; N],
+    len: usize,
+    /// Every item, once there were more than `N` (then `items` holds only placeholders).
+    heap: Vec<T>,
+}
+
+impl<T: Default, const N: usize> Default for Inline<T, N> {
+    fn default() -> Self {
+        Inline {
+            items: std::array::from_fn(|_| T::default()),
+            len: 0,
+            heap: Vec::new(),
+        }
+    }
+}
+
+impl<T: Default, const N: usize> Inline<T, N> {
+    #[inline]
+    fn as_slice(&self) -> &[T] {
+        if self.heap.is_empty() {
+            &self.items[..self.len]
+        } else {
+            &self.heap
+        }
+    }
+
+    #[inline]
+    fn as_mut_slice(&mut self) -> &mut [T] {
+        if self.heap.is_empty() {
+            &mut self.items[..self.len]
+        } else {
+            &mut self.heap
+        }
+    }
+
+    #[inline]
+    fn push(&mut self, item: T) {
+        if self.heap.is_empty() {
+            if let Some(slot) = self.items.get_mut(self.len) {
+                *slot = item;
+                self.len += 1;
+                return;
+            }
+            // The first item past `N`: move them all to the heap, keeping their order.
+            self.heap.reserve(2 * N + 1);
+            self.heap.extend(self.items.iter_mut().map(std::mem::take));
+            self.len = 0;
+        }
+        self.heap.push(item);
+    }
+}
+
+impl<T: Default + fmt::Debug, const N: usize> fmt::Debug for Inline<T, N> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.as_slice()).finish()
+    }
+}
+
+/// One metadata entry (a named pair, so the inline list can hold placeholders).
+#[derive(Debug, Clone)]
+struct Entry<'a> {
+    key: Cow<'a, str>,
+    value: MetadataValue<'a>,
+}
+
+impl Default for Entry<'_> {
+    fn default() -> Self {
+        Entry {
+            key: Cow::Borrowed(""),
+            value: MetadataValue::Null,
+        }
+    }
+}
+
 /// Everything about one request that routing may use. Cheap to build; borrows from the request.
 #[derive(Debug, Clone, Default)]
 pub struct RequestContext<'a> {
     user: Option<&'a str>,
-    metadata: Vec<(Cow<'a, str>, MetadataValue<'a>)>,
-    models: Vec<Cow<'a, str>>,
+    metadata: Inline<Entry<'a>, INLINE_METADATA>,
+    models: Inline<Cow<'a, str>, INLINE_MODELS>,
     messages: Option<&'a Value>,
     needs: Option<Needs>,
     random: Option<u64>,
@@ -137,13 +224,28 @@ impl<'a> RequestContext<'a> {
         key: impl Into<Cow<'a, str>>,
         value: impl Into<MetadataValue<'a>>,
     ) -> RequestContext<'a> {
+        self.set_metadata(key, value);
+        self
+    }
+
+    /// [`with_metadata`](Self::with_metadata) in place, for a caller that adds keys in a loop
+    /// (and would otherwise move the whole context per key).
+    pub fn set_metadata(
+        &mut self,
+        key: impl Into<Cow<'a, str>>,
+        value: impl Into<MetadataValue<'a>>,
+    ) {
         let key = key.into();
         let value = value.into();
-        match self.metadata.iter_mut().find(|(k, _)| *k == key) {
-            Some(slot) => slot.1 = value,
-            None => self.metadata.push((key, value)),
+        match self
+            .metadata
+            .as_mut_slice()
+            .iter_mut()
+            .find(|e| e.key == key)
+        {
+            Some(slot) => slot.value = value,
+            None => self.metadata.push(Entry { key, value }),
         }
-        self
     }
 
     /// Fixes the uniform 64-bit value that a random (non-sticky) pick uses.
@@ -162,7 +264,9 @@ impl<'a> RequestContext<'a> {
         I: IntoIterator<Item = M>,
         M: Into<Cow<'a, str>>,
     {
-        self.models.extend(models.into_iter().map(Into::into));
+        for m in models {
+            self.models.push(m.into());
+        }
         self
     }
 
@@ -193,7 +297,7 @@ impl<'a> RequestContext<'a> {
 
     /// The request's own fallback models.
     pub fn models(&self) -> &[Cow<'a, str>] {
-        &self.models
+        self.models.as_slice()
     }
 
     /// The sticky key, if any.
@@ -203,12 +307,19 @@ impl<'a> RequestContext<'a> {
 
     /// The metadata value for `key`, if present.
     pub fn metadata(&self, key: &str) -> Option<&MetadataValue<'a>> {
-        self.metadata.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+        self.metadata
+            .as_slice()
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| &e.value)
     }
 
     /// Every metadata entry, in insertion order.
     pub fn metadata_entries(&self) -> impl Iterator<Item = (&str, &MetadataValue<'a>)> {
-        self.metadata.iter().map(|(k, v)| (k.as_ref(), v))
+        self.metadata
+            .as_slice()
+            .iter()
+            .map(|e| (e.key.as_ref(), &e.value))
     }
 
     /// The fixed random value, if [`with_random`](Self::with_random) set one.
@@ -223,5 +334,58 @@ impl<'a> RequestContext<'a> {
             Some(x) => x,
             None => crate::random::next_u64(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_then_heap_keeps_order_and_replaces() {
+        for n in [
+            0,
+            1,
+            INLINE_METADATA,
+            INLINE_METADATA + 1,
+            3 * INLINE_METADATA + 2,
+        ] {
+            let mut ctx = RequestContext::new();
+            for i in 0..n {
+                ctx.set_metadata(format!("k{i}"), i as i64);
+            }
+            // Replacing keeps the position, before and after spilling.
+            ctx = ctx.with_metadata("k0", "first");
+            let keys: Vec<&str> = ctx.metadata_entries().map(|(k, _)| k).collect();
+            let mut want: Vec<String> = (0..n).map(|i| format!("k{i}")).collect();
+            if n == 0 {
+                want.push("k0".into());
+            }
+            assert_eq!(keys, want);
+            assert_eq!(ctx.metadata("k0"), Some(&MetadataValue::from("first")));
+            if n > 1 {
+                let last = format!("k{}", n - 1);
+                assert_eq!(ctx.metadata(&last), Some(&MetadataValue::Int(n as i64 - 1)));
+            }
+            assert_eq!(ctx.metadata("absent"), None);
+        }
+        for n in [0, 1, INLINE_MODELS, INLINE_MODELS + 1, 3 * INLINE_MODELS] {
+            let models: Vec<String> = (0..n).map(|i| format!("p/m{i}")).collect();
+            let ctx = RequestContext::new()
+                .with_models(models.iter().take(2).map(String::as_str))
+                .with_models(models.iter().skip(2).map(String::as_str));
+            assert_eq!(ctx.models(), models.as_slice());
+            let cloned = ctx.clone();
+            assert_eq!(cloned.models(), models.as_slice());
+            assert_eq!(format!("{:?}", ctx.models()), format!("{models:?}"));
+        }
+    }
+
+    #[test]
+    fn debug_shows_only_the_entries() {
+        let ctx = RequestContext::new().with_metadata("tier", "gold");
+        let text = format!("{ctx:?}");
+        assert!(text.contains("tier"), "{text}");
+        assert_eq!(text.matches("key:").count(), 1, "{text}");
     }
 }
