@@ -421,6 +421,7 @@ impl Gateway {
                 telemetry::prometheus().run_upkeep();
             }
         }));
+        background.push(tokio::spawn(refresh_metrics_sorted(Arc::clone(&engine))));
         state.ready.store(true, Ordering::SeqCst);
         tracing::info!(
             %addr,
@@ -676,6 +677,40 @@ fn management_target(method: &Method, path: &str, body: &[u8]) -> Option<String>
         return None;
     }
     Some(rest.strip_prefix("routers/").unwrap_or(rest).to_owned())
+}
+
+/// How often routers sorted by observed latency or throughput are recompiled with the latest
+/// averages ([`Engine::refresh`]).
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long a model may go without a report before its averages return to the priors, so that
+/// a model that was slow once is tried again.
+pub const METRICS_MAX_AGE: Duration = Duration::from_secs(600);
+
+/// Keeps latency- and throughput-sorted attempt orders current: every [`REFRESH_INTERVAL`],
+/// forgets averages older than [`METRICS_MAX_AGE`] and calls [`Engine::refresh`] (off the async
+/// threads: it compiles). Routers that read no metrics are never recompiled, so this costs
+/// nothing for them.
+async fn refresh_metrics_sorted(engine: Arc<Engine>) {
+    loop {
+        tokio::time::sleep(REFRESH_INTERVAL).await;
+        let engine = Arc::clone(&engine);
+        let _ = tokio::task::spawn_blocking(move || {
+            let forgotten = engine
+                .metrics()
+                .forget_older_than(MonotonicClock.now(), METRICS_MAX_AGE);
+            let before = engine.version();
+            let after = engine.refresh();
+            if after != before || forgotten > 0 {
+                tracing::debug!(
+                    version = after,
+                    forgotten,
+                    "metric-sorted routers refreshed"
+                );
+            }
+        })
+        .await;
+    }
 }
 
 /// The management API, with the gateway's additions: auth off in the demo mode, an unchanged

@@ -5,8 +5,9 @@
 //! compares their contents with the last set it applied. On a change, it reads and validates
 //! *every* file first; if any is invalid, it logs every problem (`file: json.path: message`) and
 //! keeps the routers it has, untouched. Otherwise it upserts each new or changed router and
-//! removes the routers whose files are gone. Routers from the directory cannot be changed
-//! through the management API (409): the files are their source of truth.
+//! removes the routers whose files are gone, all in one engine batch: one new snapshot. Routers
+//! from the directory cannot be changed through the management API (409): the files are their
+//! source of truth.
 
 use std::collections::BTreeSet;
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -14,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use abroute::{Engine, RouterConfig, ValidationOptions};
+use abroute::{Change, Engine, RouterConfig, ValidationOptions};
 
 use crate::routerfile::{self, Problem};
 
@@ -46,39 +47,58 @@ pub struct Applied {
     pub unchanged: usize,
 }
 
-/// Makes the engine hold exactly `routers` among the watched names.
+/// Makes the engine hold exactly `routers` among the watched names, as one snapshot: every new
+/// or changed router and every removal is published in a single [`Engine::apply`] batch, so no
+/// request ever sees some of the directory's files applied and others not.
 pub fn apply(engine: &Engine, watched: &WatchedNames, routers: Vec<RouterConfig>) -> Applied {
     let mut names = watched.lock().unwrap_or_else(PoisonError::into_inner);
     let mut out = Applied::default();
     let new: BTreeSet<String> = routers.iter().map(|r| r.name.clone()).collect();
-    for router in routers {
-        let same = engine
-            .load()
-            .router(&router.name)
-            .is_some_and(|r| *r.config() == router);
-        if same {
-            out.unchanged += 1;
-            continue;
-        }
-        let name = router.name.clone();
-        match engine.upsert(router) {
-            Ok(version) => {
-                out.upserted += 1;
-                tracing::info!(router = %name, version, source = "watch", "router loaded");
+    let mut changes = Vec::with_capacity(routers.len());
+    {
+        let snapshot = engine.load();
+        for router in routers {
+            let same = snapshot
+                .router(&router.name)
+                .is_some_and(|r| *r.config() == router);
+            if same {
+                out.unchanged += 1;
+            } else {
+                changes.push(Change::Upsert(router));
             }
-            Err(e) => {
-                // Validated with the engine's options already; this would be a bug.
-                tracing::error!(router = %name, errors = %e, "the engine refused a watched router");
+        }
+        for gone in names.difference(&new) {
+            if snapshot.router(gone).is_some() {
+                changes.push(Change::Remove(gone.clone()));
             }
         }
     }
-    for gone in names.difference(&new) {
-        if engine.remove(gone) {
-            out.removed += 1;
-            tracing::info!(router = %gone, source = "watch", "router removed (its file is gone)");
+    if changes.is_empty() {
+        *names = new;
+        return out;
+    }
+    let summary: Vec<(bool, String)> = changes
+        .iter()
+        .map(|c| (matches!(c, Change::Upsert(_)), c.name().to_owned()))
+        .collect();
+    match engine.apply(changes) {
+        Ok(version) => {
+            for (upsert, name) in summary {
+                if upsert {
+                    out.upserted += 1;
+                    tracing::info!(router = %name, version, source = "watch", "router loaded");
+                } else {
+                    out.removed += 1;
+                    tracing::info!(router = %name, version, source = "watch", "router removed (its file is gone)");
+                }
+            }
+            *names = new;
+        }
+        Err(e) => {
+            // Validated with the engine's options already; this would be a bug. Nothing changed.
+            tracing::error!(errors = %e, "the engine refused the watched directory");
         }
     }
-    *names = new;
     out
 }
 
