@@ -81,11 +81,26 @@ impl Api {
     }
 }
 
-/// One object member: its key and its value.
+/// One object member: its key, its value, and what the key is to the rewriter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Member {
     pub(crate) key: StrSpan,
     pub(crate) value: ValueSpan,
+    pub(crate) kind: MemberKind,
+}
+
+/// What a member's key is to the rewriter, found once during extraction.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) enum MemberKind {
+    /// A top-level `model`.
+    Model,
+    /// A top-level `extra_body`.
+    ExtraBody,
+    /// A router key inside `extra_body` (see [`RouterKey`]).
+    Router,
+    /// Anything else.
+    #[default]
+    Other,
 }
 
 impl Member {
@@ -256,7 +271,12 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
             Key::ExtraBody => ex.extra_body_member = Some(ex.members.len()),
             _ => {}
         }
-        ex.members.push(Member { key, value });
+        let kind = match kind {
+            Key::Model => MemberKind::Model,
+            Key::ExtraBody => MemberKind::ExtraBody,
+            _ => MemberKind::Other,
+        };
+        ex.members.push(Member { key, value, kind });
         Ok(())
     })
     .map_err(located)?;
@@ -353,13 +373,18 @@ impl<'a> Extracted<'a> {
         let body = self.body;
         let span = sc.object(|sc, key| {
             let value = sc.value()?;
-            match router_key(body, &key) {
+            let router = router_key(body, &key);
+            match router {
                 Some(RouterKey::Metadata) => self.metadata = Some(value),
                 Some(RouterKey::Models) => self.models = Some(value),
                 Some(RouterKey::Fallback) => self.fallback = Some(value),
                 Some(RouterKey::PromptVariables) | None => {}
             }
-            self.extra_members.push(Member { key, value });
+            let kind = match router {
+                Some(_) => MemberKind::Router,
+                None => MemberKind::Other,
+            };
+            self.extra_members.push(Member { key, value, kind });
             Ok(())
         })?;
         Ok(ValueSpan {

@@ -697,8 +697,15 @@ fn hex4(raw: &[u8], at: usize) -> Option<u32> {
 
 /// Writes `s` as a JSON string (with quotes), escaping what JSON requires, into `out`.
 pub fn write_str<W: Sink>(out: &mut W, s: &str) {
-    out.put(b"\"");
     let bytes = s.as_bytes();
+    // Model ids and parameter names need no escape: three copies.
+    if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.put(b"\"");
+        out.put(bytes);
+        out.put(b"\"");
+        return;
+    }
+    out.put(b"\"");
     let mut from = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {

@@ -31,8 +31,8 @@
 
 use serde_json::Value;
 
-use crate::extract::{Api, Extracted, Member, router_key};
-use crate::json::{Counter, Sink, StrSpan, write_str, write_value};
+use crate::extract::{Api, Extracted, Member, MemberKind};
+use crate::json::{Sink, StrSpan, write_str, write_value};
 use crate::list::SmallList;
 
 /// Which value wins when the body and the router's generation config both set a parameter.
@@ -121,11 +121,10 @@ enum Repl<'r> {
     Effort(&'r str),
     /// `{"type": "enabled", "budget_tokens": <n>}`.
     Thinking(&'r Value),
-    /// The model string followed by every parameter to insert (`,"name":value`).
-    ModelThenInserts(&'r str),
-    /// No `model` member: `"model":<m>` and the inserts, then a comma when members follow.
-    NewModel(&'r str, bool),
-    /// Bytes already rendered into the scratch buffer: `start..end`.
+    /// Bytes already rendered into the scratch buffer: `start..end`. Every edit's replacement
+    /// is rendered before the output is sized: a parameter's value, the model string, or (for
+    /// the last `model`, or a new `"model":` member when the body has none) the model followed
+    /// by every parameter to insert (`,"name":value`).
     Rendered(usize, usize),
 }
 
@@ -220,7 +219,7 @@ pub fn rewrite(ex: &Extracted<'_>, rw: &Rewrite<'_>) -> Vec<u8> {
     let body = ex.body();
     let members = ex.members();
 
-    // The generation parameters, mapped; marked present when the body has them.
+    // The generation parameters, mapped.
     let mut params: SmallList<Param<'_>, 8> = SmallList::default();
     if let Some(Value::Object(map)) = rw.generation {
         for (k, v) in map {
@@ -231,50 +230,70 @@ pub fn rewrite(ex: &Extracted<'_>, rw: &Rewrite<'_>) -> Vec<u8> {
             }
         }
     }
-    // Each parameter's value is rendered once, into a stack buffer (sizing and writing then
-    // copy bytes instead of serializing twice).
-    let mut scratch = Scratch::default();
-    if params.len() > 0 {
-        for m in members.iter() {
-            for p in params.iter_mut() {
-                if !p.present && p.names.matches(body, &m.key) {
-                    p.present = true;
-                }
-            }
-        }
-        let none: SmallList<Param<'_>, 8> = SmallList::default();
-        for p in params.iter_mut() {
-            let start = scratch.len();
-            write_repl(&mut scratch, p.repl, &none, &[]);
-            p.repl = Repl::Rendered(start, scratch.len());
-        }
-    }
-    let rendered = scratch.bytes();
 
-    // What happens to each top-level member.
+    // One pass over the members: what happens to each, and which parameters the body has.
     let mut actions: SmallList<Action, 16> = SmallList::default();
     for (i, m) in members.iter().enumerate() {
-        let action = if m.key.eq_str(body, "model") {
-            Action::Model
-        } else if m.key.eq_str(body, "extra_body") {
-            extra_body_action(ex, i)
-        } else if rw.precedence == Precedence::Router {
-            params
-                .iter()
-                .position(|p| p.names.matches(body, &m.key))
-                .map_or(Action::Keep, Action::Param)
-        } else {
-            Action::Keep
+        let action = match m.kind {
+            MemberKind::Model => Action::Model,
+            MemberKind::ExtraBody => extra_body_action(ex, i),
+            MemberKind::Router | MemberKind::Other => {
+                // The parameters do not overlap, so a key names at most one.
+                let mut named = None;
+                for (k, p) in params.iter_mut().enumerate() {
+                    if p.names.matches(body, &m.key) {
+                        p.present = true;
+                        named = Some(k);
+                        break;
+                    }
+                }
+                match (named, rw.precedence) {
+                    (Some(k), Precedence::Router) => Action::Param(k),
+                    _ => Action::Keep,
+                }
+            }
         };
         actions.push(action);
     }
+
+    // Every replacement is rendered once, into a stack buffer: each parameter's value first,
+    // then the model (with the parameters to insert after it). Sizing and writing the output
+    // then only copy bytes.
+    let mut scratch = Scratch::default();
+    for p in params.iter_mut() {
+        let start = scratch.len();
+        write_repl(&mut scratch, p.repl);
+        p.repl = Repl::Rendered(start, scratch.len());
+    }
+    let model_alone = {
+        let start = scratch.len();
+        write_str(&mut scratch, rw.model);
+        Repl::Rendered(start, scratch.len())
+    };
+    let model_then_inserts = {
+        let start = scratch.len();
+        if ex.model_member().is_none() {
+            scratch.put(b"\"model\":");
+        }
+        scratch.copy_own(model_alone);
+        for p in params.iter().filter(|p| !p.present) {
+            scratch.put(b",");
+            write_str(&mut scratch, p.names.first());
+            scratch.put(b":");
+            scratch.copy_own(p.repl);
+        }
+        if ex.model_member().is_none() && members.len() > 0 {
+            scratch.put(b",");
+        }
+        Repl::Rendered(start, scratch.len())
+    };
 
     let mut edits: SmallList<Edit<'_>, 8> = SmallList::default();
     if ex.model_member().is_none() {
         edits.push(Edit {
             start: ex.object_start() + 1,
             end: ex.object_start() + 1,
-            repl: Repl::NewModel(rw.model, members.len() > 0),
+            repl: model_then_inserts,
         });
     }
     member_edits(
@@ -283,16 +302,16 @@ pub fn rewrite(ex: &Extracted<'_>, rw: &Rewrite<'_>) -> Vec<u8> {
         &mut edits,
         |i, action, edits| match action {
             Action::Model => Some(if Some(i) == ex.model_member() {
-                Repl::ModelThenInserts(rw.model)
+                model_then_inserts
             } else {
-                Repl::Str(rw.model)
+                model_alone
             }),
             Action::Param(p) => params.get(p).map(|p| p.repl),
             Action::FilterExtra => {
                 let extra = ex.extra_members();
                 let mut sub: SmallList<Action, 8> = SmallList::default();
                 for m in extra.iter() {
-                    sub.push(if router_key(body, &m.key).is_some() {
+                    sub.push(if m.kind == MemberKind::Router {
                         Action::Remove
                     } else {
                         Action::Keep
@@ -306,17 +325,20 @@ pub fn rewrite(ex: &Extracted<'_>, rw: &Rewrite<'_>) -> Vec<u8> {
     );
 
     // Size exactly, then write once.
+    let rendered = scratch.bytes();
+    let piece = |repl: Repl<'_>| match repl {
+        Repl::Rendered(start, end) => rendered.get(start..end).unwrap_or_default(),
+        _ => &[],
+    };
     let mut size = body.len();
     for e in edits.iter() {
-        let mut n = Counter::default();
-        write_repl(&mut n, e.repl, &params, rendered);
-        size = size - (e.end - e.start) + n.0;
+        size = size - (e.end - e.start) + piece(e.repl).len();
     }
     let mut out = Vec::with_capacity(size);
     let mut pos = 0;
     for e in edits.iter() {
         out.put(&body[pos..e.start]);
-        write_repl(&mut out, e.repl, &params, rendered);
+        out.put(piece(e.repl));
         pos = e.end;
     }
     out.put(&body[pos..]);
@@ -337,11 +359,10 @@ fn extra_body_action(ex: &Extracted<'_>, i: usize) -> Action {
     if !is_object {
         return Action::Keep;
     }
-    let body = ex.body();
     let extra = ex.extra_members();
     let ours = extra
         .iter()
-        .filter(|m| router_key(body, &m.key).is_some())
+        .filter(|m| m.kind == MemberKind::Router)
         .count();
     if ours == extra.len() {
         Action::Remove
@@ -400,15 +421,10 @@ fn member_edits<'r, const N: usize, const M: usize>(
     }
 }
 
-fn write_repl<W: Sink>(
-    out: &mut W,
-    repl: Repl<'_>,
-    params: &SmallList<Param<'_>, 8>,
-    rendered: &[u8],
-) {
+/// Writes a replacement that is not yet rendered (a parameter's value, or a model string).
+fn write_repl<W: Sink>(out: &mut W, repl: Repl<'_>) {
     match repl {
-        Repl::Nothing => {}
-        Repl::Rendered(start, end) => out.put(rendered.get(start..end).unwrap_or_default()),
+        Repl::Nothing | Repl::Rendered(..) => {}
         Repl::Str(s) => write_str(out, s),
         Repl::Json(v) => write_value(out, v),
         Repl::LogitBias(v) => write_logit_bias(out, v),
@@ -422,27 +438,6 @@ fn write_repl<W: Sink>(
             write_value(out, budget);
             out.put(b"}");
         }
-        Repl::ModelThenInserts(model) => {
-            write_str(out, model);
-            write_inserts(out, params, rendered);
-        }
-        Repl::NewModel(model, comma) => {
-            out.put(b"\"model\":");
-            write_str(out, model);
-            write_inserts(out, params, rendered);
-            if comma {
-                out.put(b",");
-            }
-        }
-    }
-}
-
-fn write_inserts<W: Sink>(out: &mut W, params: &SmallList<Param<'_>, 8>, rendered: &[u8]) {
-    for p in params.iter().filter(|p| !p.present) {
-        out.put(b",");
-        write_str(out, p.names.first());
-        out.put(b":");
-        write_repl(out, p.repl, params, rendered);
     }
 }
 
@@ -478,6 +473,25 @@ impl Scratch {
             &self.inline[..self.len]
         } else {
             &self.heap
+        }
+    }
+
+    /// Appends a copy of bytes rendered earlier (a [`Repl::Rendered`] range).
+    fn copy_own(&mut self, repl: Repl<'_>) {
+        let Repl::Rendered(start, end) = repl else {
+            return;
+        };
+        if !self.heap.is_empty() {
+            if start <= end && end <= self.heap.len() {
+                self.heap.extend_from_within(start..end);
+            }
+        } else if start <= end && end <= self.len && self.len + (end - start) <= self.inline.len() {
+            self.inline.copy_within(start..end, self.len);
+            self.len += end - start;
+        } else if let Some(own) = self.inline.get(start..end) {
+            // Past the inline buffer: through a copy, as `put` spills.
+            let own = own.to_vec();
+            self.put(&own);
         }
     }
 }
@@ -594,6 +608,27 @@ mod tests {
         assert_eq!(v["stop"], serde_json::json!(stops));
         assert_eq!(v["temperature"], 0.25);
         assert!(out.len() > 600);
+    }
+
+    #[test]
+    fn rendered_values_near_the_inline_limit() {
+        // Values that fit the stack buffer once but not twice (the value, then its copy among
+        // the inserts after the model), at every size around the limit.
+        for n in 0..40 {
+            let stops: Vec<String> = (0..n).map(|i| format!("s{i:03}")).collect();
+            let g = serde_json::json!({"stop_sequences": stops, "temperature": 0.25});
+            for body in [
+                r#"{"model":"m"}"#,
+                r#"{"model":"m","stop":1}"#,
+                r#"{"a":1}"#,
+            ] {
+                let out = rw(Api::ChatCompletions, body, "x", Some(&g));
+                let v: Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(v["stop"], serde_json::json!(stops), "{out}");
+                assert_eq!(v["temperature"], 0.25);
+                assert_eq!(v["model"], "x");
+            }
+        }
     }
 
     #[test]
