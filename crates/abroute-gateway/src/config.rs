@@ -279,13 +279,20 @@ fn default_watch_interval() -> Duration {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MockConfig {
-    /// Where the mock listens when a provider uses it. Default `127.0.0.1:0` (any free port).
+    /// Call the mock in process, with no socket in between (default true): the gateway hands
+    /// each rewritten request to the mock's handler as it would send it upstream. `false`
+    /// starts the mock as a server on `listen` and calls it over loopback HTTP, through the same
+    /// pooled client as real upstreams.
+    pub in_process: bool,
+    /// Where the mock listens when `in_process` is false. Default `127.0.0.1:0` (any free
+    /// port).
     pub listen: SocketAddr,
 }
 
 impl Default for MockConfig {
     fn default() -> Self {
         MockConfig {
+            in_process: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
         }
     }

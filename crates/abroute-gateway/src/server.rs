@@ -42,7 +42,9 @@ use crate::config::{GatewayConfig, parse_permission};
 use crate::mock::{MockControl, MockServer};
 use crate::store::FileStore;
 use crate::telemetry::{self, Observe};
-use crate::upstream::{BaseUrl, Provider, Providers, UpstreamBody, UpstreamService};
+use crate::upstream::{
+    BaseUrl, IN_PROCESS_BASE, Provider, Providers, UpstreamBody, UpstreamService,
+};
 use crate::watch::{DirWatcher, WatchedNames};
 
 /// The seed's router (`compare-frontier-models`, 33/33/34), loaded in the demo mode.
@@ -297,11 +299,14 @@ impl Gateway {
         let mut list = Vec::new();
         let mut provider_names = Vec::new();
         let ca_roots = config.read_ca_files().map_err(start_error)?;
+        let mock_control = options.mock_control.clone().unwrap_or_default();
         for (p, roots) in config.providers.iter().zip(ca_roots) {
-            let base = if p.mock {
+            let in_process = p.mock && config.mock.in_process;
+            let base = if in_process {
+                BaseUrl::parse(IN_PROCESS_BASE).map_err(start_error)?
+            } else if p.mock {
                 if mock.is_none() {
-                    let control = options.mock_control.clone().unwrap_or_default();
-                    let server = MockServer::start(config.mock.listen, control)
+                    let server = MockServer::start(config.mock.listen, mock_control.clone())
                         .await
                         .map_err(|e| {
                             start_error(format!(
@@ -332,18 +337,22 @@ impl Gateway {
                 } else {
                     format!("{}/*", p.name)
                 },
-                if p.mock {
+                if in_process {
+                    "built-in mock upstream (in process)".to_owned()
+                } else if p.mock {
                     format!("built-in mock upstream at {base}")
                 } else {
                     base.to_string()
                 },
                 if key.is_some() { " (with key)" } else { "" }
             ));
-            list.push(
-                Provider::new(&p.name, base, key.as_deref())
-                    .map_err(start_error)?
-                    .trust(roots),
-            );
+            let mut provider = Provider::new(&p.name, base, key.as_deref())
+                .map_err(start_error)?
+                .trust(roots);
+            if in_process {
+                provider = provider.served_in_process(crate::mock::router(mock_control.clone()));
+            }
+            list.push(provider);
         }
         let providers = Arc::new(Providers::new(list));
         let upstream = UpstreamService::new(

@@ -132,6 +132,9 @@ impl fmt::Display for BaseUrl {
     }
 }
 
+/// The base URL shown for a provider answered in process.
+pub const IN_PROCESS_BASE: &str = "http://in-process.mock/v1";
+
 /// One provider, ready to call.
 pub struct Provider {
     /// Its name (`openai`, or `*`).
@@ -142,6 +145,8 @@ pub struct Provider {
     authorization: Option<HeaderValue>,
     /// Root certificates trusted for this provider's host besides Mozilla's (its `ca_file`).
     extra_roots: Vec<CertificateDer<'static>>,
+    /// The built-in mock, called in process (no socket) instead of `base`.
+    in_process: Option<axum::Router>,
 }
 
 impl fmt::Debug for Provider {
@@ -151,6 +156,7 @@ impl fmt::Debug for Provider {
             .field("base", &self.base.to_string())
             .field("key", &self.authorization.is_some())
             .field("extra_roots", &self.extra_roots.len())
+            .field("in_process", &self.in_process.is_some())
             .finish()
     }
 }
@@ -176,7 +182,22 @@ impl Provider {
             base,
             authorization,
             extra_roots: Vec::new(),
+            in_process: None,
         })
+    }
+
+    /// This provider, answered in process by `service` (the built-in mock's router): requests
+    /// are handed to it as they would be sent, headers and key included, with no socket in
+    /// between. Its `base` then only names it in logs; [`IN_PROCESS_BASE`] is the usual one.
+    #[must_use]
+    pub fn served_in_process(mut self, service: axum::Router) -> Provider {
+        self.in_process = Some(service);
+        self
+    }
+
+    /// True when answered in process (the built-in mock).
+    pub fn is_in_process(&self) -> bool {
+        self.in_process.is_some()
     }
 
     /// Also trusts these root certificates (from [`read_ca_file`]) for this provider's host.
@@ -553,6 +574,17 @@ impl tower::Service<Request<Bytes>> for UpstreamService {
         }
         headers.insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
         parts.version = http::Version::HTTP_11;
+        if let Some(service) = &provider.in_process {
+            let req = Request::from_parts(parts, axum::body::Body::from(body));
+            let service = service.clone();
+            return Box::pin(async move {
+                let response = match tower::ServiceExt::oneshot(service, req).await {
+                    Ok(r) => r,
+                    Err(never) => match never {},
+                };
+                Ok(response.map(|b| b.map_err(|e| Box::new(e) as BoxError).boxed_unsync()))
+            });
+        }
         let req = Request::from_parts(parts, Full::new(body));
         let fut = self.client.request(req);
         let provider = Arc::clone(provider);

@@ -156,6 +156,64 @@ async fn fails_over_on_429_503_timeouts_and_connect_errors() {
     h.stop().await;
 }
 
+/// The built-in mock called in process (the demo's default): the same scripted failures fail
+/// over, a hanging model times out, streams pass through unbuffered, and the provider's key
+/// reaches the mock as it would a real upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_mock_fails_over_times_out_and_streams() {
+    let mut config = test_config();
+    config.mock.in_process = true;
+    let h = Harness::start(config).await;
+    assert_eq!(h.gateway.mock_addr(), None, "no socket for the mock");
+    h.mock.set("limited", Behaviour::status(429));
+    h.mock.set("slow", Behaviour::hang());
+    h.mock.capture(true);
+    for (name, primary, class) in [
+        ("p429", "openai/limited", "rate_limited"),
+        ("pslow", "openai/slow", "timeout"),
+    ] {
+        let r = h
+            .create(&failover_router(name, primary, "openai/backup"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let r = h.chat(&chat_body(name, "")).await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text());
+        assert_eq!(r.header("x-abroute-model"), "openai/backup", "{name}");
+        assert_eq!(
+            attempt_models(&r.json()),
+            vec![
+                (primary.to_owned(), format!("failure:{class}")),
+                ("openai/backup".to_owned(), "success".to_owned())
+            ],
+            "{name}"
+        );
+    }
+    let seen = h.mock.seen();
+    assert!(!seen.is_empty());
+    for req in &seen {
+        assert_eq!(req.headers["authorization"], "Bearer sk-upstream-key");
+        assert!(!req.headers.contains_key("host"));
+    }
+    h.mock.capture(false);
+    h.mock.set(
+        "quick",
+        Behaviour::ok().with_token_interval(Duration::from_millis(40)),
+    );
+    h.create(&failover_router("ps", "openai/limited", "openai/quick"))
+        .await;
+    let (status, headers, frames) = h.stream(&chat_body("ps", r#", "stream": true"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["x-abroute-model"], "openai/quick");
+    let last = frames.last().unwrap().0;
+    let first = frames.first().unwrap().0;
+    assert!(frames.len() >= 5, "{} frames", frames.len());
+    assert!(
+        last - first >= Duration::from_millis(150),
+        "unbuffered: {first:?} .. {last:?}"
+    );
+    h.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcomes_feed_health_and_eject_a_failing_model() {
     let h = Harness::start(test_config()).await;

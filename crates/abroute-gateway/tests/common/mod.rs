@@ -48,6 +48,8 @@ pub fn test_config() -> GatewayConfig {
         api_key_env: None,
         ca_file: None,
     }];
+    // Real sockets to the mock too: the upstream hop is part of what these tests check.
+    c.mock.in_process = false;
     c.limits.attempt_timeout = Duration::from_millis(800);
     c.limits.connect_timeout = Duration::from_millis(500);
     c.limits.shutdown_timeout = Duration::from_secs(10);
