@@ -910,13 +910,14 @@ fn is_special(c: u8) -> bool {
 /// control (below 0x20) and non-ASCII (0x80 and up). The caller guarantees `i + 32 <= len`.
 ///
 /// SSE2 (part of the x86-64 baseline, so always available there): two 16-byte loads, three
-/// compares and the sign bits each.
+/// compares and the sign bits each. A *signed* `v < 0x20` flags both control bytes and
+/// non-ASCII ones (0x80 and up are negative), so one compare covers both.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 #[allow(unused_unsafe)] // The intrinsics are safe to call on recent toolchains, not on 1.85.
 fn special_mask32(b: &[u8], i: usize) -> u32 {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_max_epu8, _mm_movemask_epi8, _mm_or_si128,
+        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
         _mm_set1_epi8,
     };
     let window = &b[i..i + 32];
@@ -927,14 +928,12 @@ fn special_mask32(b: &[u8], i: usize) -> u32 {
     unsafe {
         let quote = _mm_set1_epi8(b'"' as i8);
         let backslash = _mm_set1_epi8(b'\\' as i8);
-        let ctrl = _mm_set1_epi8(0x1f);
+        let space = _mm_set1_epi8(0x20);
         let half = |v: __m128i| -> u32 {
             let q = _mm_cmpeq_epi8(v, quote);
             let s = _mm_cmpeq_epi8(v, backslash);
-            // max(v, 0x1f) == 0x1f exactly when v <= 0x1f (unsigned).
-            let c = _mm_cmpeq_epi8(_mm_max_epu8(v, ctrl), ctrl);
-            // The sign bit of `v` itself flags non-ASCII bytes.
-            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, s), _mm_or_si128(c, v))) as u32
+            let c = _mm_cmplt_epi8(v, space);
+            _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, s), c)) as u32
         };
         let lo = _mm_loadu_si128(window.as_ptr().cast::<__m128i>());
         let hi = _mm_loadu_si128(window.as_ptr().add(16).cast::<__m128i>());

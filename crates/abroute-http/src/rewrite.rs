@@ -497,6 +497,7 @@ impl Scratch {
 }
 
 impl Sink for Scratch {
+    #[inline]
     fn put(&mut self, bytes: &[u8]) {
         if !self.heap.is_empty() {
             self.heap.extend_from_slice(bytes);
