@@ -76,7 +76,8 @@ pub fn check(paths: &[PathBuf], strict: bool) -> CheckReport {
             }
         };
         if file.extension().is_some_and(|e| e == "toml") {
-            if let Err(e) = GatewayConfig::from_toml_str(&text) {
+            // From the file, so relative paths resolve and `ca_file`s are read and checked.
+            if let Err(e) = GatewayConfig::from_file(&file) {
                 for line in e.message.lines() {
                     report.problems.push(Problem {
                         file: file.clone(),

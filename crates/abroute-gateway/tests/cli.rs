@@ -119,6 +119,20 @@ fn check_prints_every_problem_with_file_and_path() {
         stdout.starts_with(&format!("{}: (config): line 2", toml.display())),
         "{stdout}"
     );
+
+    // A provider's `ca_file` is read relative to the config, and checked.
+    let toml = write(
+        &dir,
+        "tls.toml",
+        "[[providers]]\nname = \"openai\"\nbase_url = \"https://api.openai.com/v1\"\nca_file = \"missing-ca.pem\"\n",
+    );
+    let out = abroute().arg("check").arg(&toml).output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        stdout.contains("providers[0].ca_file") && stdout.contains("missing-ca.pem"),
+        "{stdout}"
+    );
 }
 
 #[test]
