@@ -243,6 +243,12 @@ impl Engine {
         self
     }
 
+    /// The options every change is validated with, so that a management API or a config
+    /// checker validates exactly as the engine will.
+    pub fn options(&self) -> &ValidationOptions {
+        &self.options
+    }
+
     /// The model catalog.
     pub fn catalog(&self) -> &Catalog {
         &self.registries.catalog

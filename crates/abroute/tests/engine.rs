@@ -349,6 +349,16 @@ fn apply_publishes_a_batch_as_one_version_or_nothing() {
     // An empty batch publishes nothing.
     assert_eq!(engine.apply(Vec::new()).unwrap(), 3);
     assert_eq!(engine.version(), 3);
+
+    // A strict engine says so, and refuses what its options refuse.
+    let strict = Engine::with_options(abroute::ValidationOptions::strict());
+    assert!(strict.options().require_sum_100);
+    assert!(!engine.options().require_sum_100);
+    assert!(
+        strict
+            .apply(vec![Change::Upsert(router("s", "d", &[("a", "m", 1)]))])
+            .is_err()
+    );
 }
 
 /// Readers route while a writer alternates between two configs (and throws in invalid ones).
