@@ -170,6 +170,9 @@ fn classify_name(api: Api, key: &[u8]) -> Key {
 pub struct Extracted<'a> {
     api: Api,
     body: &'a [u8],
+    /// The body as text, when it is valid UTF-8 (checked once, vectorized): scanners made from
+    /// it skip the per-character check.
+    text: Option<&'a str>,
     object_start: usize,
     members: SmallList<Member, 16>,
     model_member: Option<usize>,
@@ -197,9 +200,15 @@ pub struct Extracted<'a> {
 /// error, or when the body is not an object.
 pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
     let located = |e: SyntaxError| ApiError::invalid_json(&e.locate(body));
+    // One vectorized UTF-8 check of the whole body, so the scanner's string path only stops
+    // at quotes, escapes and control bytes. Equivalent for JSON: a non-ASCII byte outside a
+    // string is a syntax error either way. On failure the byte-wise scanner runs instead and
+    // reports the first error (the invalid character, or an earlier syntax error) exactly.
+    let text = simdutf8::basic::from_utf8(body).ok();
     let mut ex = Extracted {
         api,
         body,
+        text,
         object_start: 0,
         members: SmallList::default(),
         model_member: None,
@@ -218,7 +227,7 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
         response_schema: false,
         output_tokens: None,
     };
-    let mut sc = Scanner::new(body);
+    let mut sc = ex.scanner_at(0);
     sc.ws();
     if sc.peek() != Some(b'{') {
         // Report a syntax error if there is one, else "not an object".
@@ -282,11 +291,11 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
     .map_err(located)?;
     sc.end().map_err(located)?;
     ex.model = model_key
-        .map(|s| s.decode(body))
+        .map(|s| ex.decode(&s))
         .transpose()
         .map_err(located)?;
     ex.user = user_str
-        .map(|s| s.decode(body))
+        .map(|s| ex.decode(&s))
         .transpose()
         .map_err(located)?;
     Ok(ex)
@@ -359,6 +368,22 @@ fn sc_body<'a>(sc: &Scanner<'a>) -> &'a [u8] {
 }
 
 impl<'a> Extracted<'a> {
+    /// A scanner over the body at `offset`: the UTF-8-checked one when the body is text.
+    fn scanner_at(&self, offset: usize) -> Scanner<'a> {
+        match self.text {
+            Some(text) => Scanner::at_str(text, offset),
+            None => Scanner::at(self.body, offset),
+        }
+    }
+
+    /// Decodes a string of the body (borrowed when it has no escape).
+    fn decode(&self, s: &StrSpan) -> Result<Cow<'a, str>, SyntaxError> {
+        match self.text {
+            Some(text) => s.decode_text(text),
+            None => s.decode(self.body),
+        }
+    }
+
     /// Reads an `extra_body` value: for an object, records its members and the router's keys.
     fn extra_body(&mut self, sc: &mut Scanner<'a>) -> Result<ValueSpan, SyntaxError> {
         // A later `extra_body` replaces an earlier one entirely (last one wins).
@@ -491,7 +516,7 @@ impl<'a> Extracted<'a> {
             ));
         }
         let mut found = None;
-        let mut sc = Scanner::at(self.body, fallback.span.start);
+        let mut sc = self.scanner_at(fallback.span.start);
         let body = self.body;
         sc.object(|sc, key| {
             let (v, s) = sc.value_str()?;
@@ -564,16 +589,16 @@ impl<'a> Extracted<'a> {
             }
             let mut count = 0usize;
             let mut entries: Result<(), ApiError> = Ok(());
-            let mut sc = Scanner::at(body, meta.span.start);
+            let mut sc = self.scanner_at(meta.span.start);
             sc.object(|sc, key| {
                 let (v, s) = sc.value_str()?;
                 count += 1;
                 if count > MAX_METADATA_KEYS || entries.is_err() {
                     return Ok(());
                 }
-                let key = key.decode(body)?;
+                let key = sc.decode(&key)?;
                 let value = match (v.kind, s) {
-                    (Kind::String, Some(s)) => MetadataValue::Str(s.decode(body)?),
+                    (Kind::String, Some(s)) => MetadataValue::Str(sc.decode(&s)?),
                     (Kind::Number, _) => number_value(v.span.of(body)),
                     (Kind::Bool, _) => MetadataValue::Bool(v.span.of(body) == b"true"),
                     (Kind::Null, _) => MetadataValue::Null,
@@ -616,7 +641,7 @@ impl<'a> Extracted<'a> {
             // context without a temporary list, cannot fail), then pass them on.
             let mut count = 0usize;
             let mut all_strings = true;
-            let mut sc = Scanner::at(body, models.span.start);
+            let mut sc = self.scanner_at(models.span.start);
             sc.array(|sc| {
                 match sc.value_str()? {
                     (_, Some(s)) => {
@@ -642,7 +667,7 @@ impl<'a> Extracted<'a> {
                 ));
             }
             ctx = ctx.with_models(StrArray {
-                sc: Scanner::at(body, models.span.start + 1),
+                sc: self.scanner_at(models.span.start + 1),
                 left: count,
             });
         }
@@ -695,7 +720,7 @@ impl<'a> Iterator for StrArray<'a> {
             self.sc.ws();
         }
         let s = self.sc.string().ok()?;
-        s.decode(self.sc.body()).ok()
+        self.sc.decode(&s).ok()
     }
 
     fn size_hint(&self) -> (usize, Option<usize>) {
@@ -806,5 +831,29 @@ mod tests {
             number_value(b"100000000000000000000000"),
             MetadataValue::Float(1e23)
         );
+    }
+
+    #[test]
+    fn invalid_utf8_at_every_offset_reported_as_bytewise() {
+        // The vectorized check fails, the byte-wise scanner runs and reports the first error
+        // exactly where scanning bytes alone does (the bad byte, or an earlier syntax error
+        // when the byte breaks the structure).
+        let body = "{\"model\":\"inworld/r\",\"messages\":[{\"role\":\"user\",\"content\":\
+                    \"Zürich \\\"東京\\\" 😀 and a longer tail of plain words to span windows\"}],\
+                    \"extra_body\":{\"metadata\":{\"tier\":\"é\"},\"models\":[\"a/b\"]}}";
+        assert!(extract(Api::ChatCompletions, body.as_bytes()).is_ok());
+        for at in 0..=body.len() {
+            for bad in [&[0xff][..], &[0xc3], &[0xe6, 0x9d], &[0xed, 0xa0, 0x80]] {
+                let mut b = body.as_bytes().to_vec();
+                b.splice(at..at, bad.iter().copied());
+                let got = extract(Api::ChatCompletions, &b).expect_err("invalid UTF-8");
+                let mut sc = Scanner::new(&b);
+                let want = sc
+                    .value()
+                    .and_then(|_| sc.end())
+                    .expect_err("the byte-wise scanner refuses it too");
+                assert_eq!(got, ApiError::invalid_json(&want.locate(&b)), "at {at}");
+            }
+        }
     }
 }

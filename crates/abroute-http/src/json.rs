@@ -71,6 +71,16 @@ impl StrSpan {
         decode(self.inner.of(body), self.escaped, self.inner.start)
     }
 
+    /// [`decode`](Self::decode) in a body known to be UTF-8 (`text`): a string without escapes
+    /// is borrowed without checking its UTF-8 again.
+    #[inline]
+    pub fn decode_text<'a>(&self, text: &'a str) -> Result<Cow<'a, str>, SyntaxError> {
+        match text.get(self.inner.start..self.inner.end) {
+            Some(s) if !self.escaped => Ok(Cow::Borrowed(s)),
+            _ => self.decode(text.as_bytes()),
+        }
+    }
+
     /// True when the decoded string equals `s`, without allocating when there is no escape.
     #[inline]
     pub fn eq_str(&self, body: &[u8], s: &str) -> bool {
@@ -225,10 +235,17 @@ pub struct ContentStats {
 }
 
 /// The scanner: a cursor over the body.
-#[derive(Debug)]
+///
+/// Made from bytes ([`Scanner::new`]), it checks UTF-8 character by character inside strings.
+/// Made from a `&str` ([`Scanner::from_str`]), whose UTF-8 the type already guarantees (a
+/// caller validates a whole body at once with a vectorized checker), its string scan only has
+/// to stop at `"`, `\` and control bytes.
+#[derive(Debug, Clone)]
 pub struct Scanner<'a> {
     b: &'a [u8],
     i: usize,
+    /// `b` as text, when it is known to be valid UTF-8.
+    text: Option<&'a str>,
 }
 
 #[inline]
@@ -239,18 +256,49 @@ fn is_ws(b: u8) -> bool {
 impl<'a> Scanner<'a> {
     /// A scanner at the start of `body`.
     pub fn new(body: &'a [u8]) -> Scanner<'a> {
-        Scanner { b: body, i: 0 }
+        Scanner::at(body, 0)
     }
 
     /// A scanner at `offset`.
     pub fn at(body: &'a [u8], offset: usize) -> Scanner<'a> {
-        Scanner { b: body, i: offset }
+        Scanner {
+            b: body,
+            i: offset,
+            text: None,
+        }
+    }
+
+    /// A scanner at the start of a body already known to be UTF-8: strings are scanned for
+    /// quotes, escapes and control characters only. It accepts and rejects exactly what
+    /// [`Scanner::new`] does on the same bytes, at the same offsets.
+    #[allow(clippy::should_implement_trait)] // Not `FromStr`: it borrows, and cannot fail.
+    pub fn from_str(body: &'a str) -> Scanner<'a> {
+        Scanner::at_str(body, 0)
+    }
+
+    /// [`Scanner::from_str`] at `offset`.
+    pub fn at_str(body: &'a str, offset: usize) -> Scanner<'a> {
+        Scanner {
+            b: body.as_bytes(),
+            i: offset,
+            text: Some(body),
+        }
     }
 
     /// The whole input.
     #[inline]
     pub fn body(&self) -> &'a [u8] {
         self.b
+    }
+
+    /// Decodes a string read by this scanner (borrowed when it has no escape; without a second
+    /// UTF-8 check when the scanner was made from text).
+    #[inline]
+    pub fn decode(&self, s: &StrSpan) -> Result<Cow<'a, str>, SyntaxError> {
+        match self.text {
+            Some(text) => s.decode_text(text),
+            None => s.decode(self.b),
+        }
     }
 
     /// The current offset.
@@ -309,7 +357,11 @@ impl<'a> Scanner<'a> {
             return self.err("expected a string");
         }
         let start = self.i + 1;
-        let (end, escaped) = scan_string(self.b, start)?;
+        let (end, escaped) = if self.text.is_some() {
+            scan_string::<true>(self.b, start)?
+        } else {
+            scan_string::<false>(self.b, start)?
+        };
         self.i = end + 1;
         Ok(StrSpan {
             inner: Span { start, end },
@@ -782,17 +834,22 @@ pub fn write_value<W: Sink>(out: &mut W, v: &serde_json::Value) {
 
 /// Scans string content from `start` (just after the opening quote) to the closing quote,
 /// checking it: escapes, UTF-8, no control characters. Returns the closing quote's offset and
-/// whether any escape was seen.
+/// whether any escape was seen. With `UTF8` the caller guarantees `b` is valid UTF-8, so a
+/// non-ASCII byte is plain content: it needs no check and no stop.
 ///
-/// Plain ASCII is skipped 32 bytes at a time: a window's *special* bytes (`"`, `\`, control,
-/// non-ASCII) come as a bit mask, and each is handled from the mask without reloading, so an
-/// escape or a non-ASCII character costs a few instructions, not a restart.
+/// Plain content is skipped 32 bytes at a time: a window's *special* bytes (`"`, `\`, control,
+/// and non-ASCII unless `UTF8`) come as a bit mask, and each is handled from the mask without
+/// reloading, so an escape or a non-ASCII character costs a few instructions, not a restart.
 #[inline(always)]
-fn scan_string(b: &[u8], start: usize) -> Result<(usize, bool), SyntaxError> {
+fn scan_string<const UTF8: bool>(b: &[u8], start: usize) -> Result<(usize, bool), SyntaxError> {
     let mut i = start;
     let mut escaped = false;
     'windows: while i + 32 <= b.len() {
-        let mut mask = special_mask32(b, i);
+        let mut mask = if UTF8 {
+            special_mask32_text(b, i)
+        } else {
+            special_mask32(b, i)
+        };
         while mask != 0 {
             let p = i + mask.trailing_zeros() as usize;
             let next = match b[p] {
@@ -801,7 +858,7 @@ fn scan_string(b: &[u8], start: usize) -> Result<(usize, bool), SyntaxError> {
                     escaped = true;
                     escape_end(b, p)?
                 }
-                c if c >= 0x80 => utf8_char_end(b, p)?,
+                c if !UTF8 && c >= 0x80 => utf8_char_end(b, p)?,
                 _ => return Err(control(p)),
             };
             let skip = next - i;
@@ -822,7 +879,7 @@ fn scan_string(b: &[u8], start: usize) -> Result<(usize, bool), SyntaxError> {
                 escaped = true;
                 i = escape_end(b, i)?;
             }
-            Some(&c) if c >= 0x80 => i = utf8_char_end(b, i)?,
+            Some(&c) if !UTF8 && c >= 0x80 => i = utf8_char_end(b, i)?,
             Some(&c) if c < 0x20 => return Err(control(i)),
             Some(_) => i += 1,
             None => return Err(SyntaxError::new(i, "end of input inside a string")),
@@ -908,17 +965,31 @@ fn is_special(c: u8) -> bool {
 
 /// The special bytes of `b[i..i + 32]` as a bit mask (bit k for byte `i + k`): `"`, `\`,
 /// control (below 0x20) and non-ASCII (0x80 and up). The caller guarantees `i + 32 <= len`.
-///
-/// SSE2 (part of the x86-64 baseline, so always available there): two 16-byte loads, three
-/// compares and the sign bits each. A *signed* `v < 0x20` flags both control bytes and
-/// non-ASCII ones (0x80 and up are negative), so one compare covers both.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-#[allow(unused_unsafe)] // The intrinsics are safe to call on recent toolchains, not on 1.85.
 fn special_mask32(b: &[u8], i: usize) -> u32 {
+    special_mask32_sse2::<false>(b, i)
+}
+
+/// [`special_mask32`] for content known to be UTF-8: only `"`, `\` and control bytes (below
+/// 0x20, unsigned), so non-ASCII characters need no stop.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+fn special_mask32_text(b: &[u8], i: usize) -> u32 {
+    special_mask32_sse2::<true>(b, i)
+}
+
+/// Both masks with SSE2 (part of the x86-64 baseline, so always available there): two 16-byte
+/// loads, three compares and the sign bits each. A *signed* `v < 0x20` flags both control
+/// bytes and non-ASCII ones (0x80 and up are negative), so one compare covers both; for `TEXT`
+/// an `andnot` with the byte itself clears the non-ASCII ones.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+#[allow(unused_unsafe)] // The intrinsics are safe to call on recent toolchains, not on 1.85.
+fn special_mask32_sse2<const TEXT: bool>(b: &[u8], i: usize) -> u32 {
     use std::arch::x86_64::{
-        __m128i, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_or_si128,
-        _mm_set1_epi8,
+        __m128i, _mm_andnot_si128, _mm_cmpeq_epi8, _mm_cmplt_epi8, _mm_loadu_si128,
+        _mm_movemask_epi8, _mm_or_si128, _mm_set1_epi8,
     };
     let window = &b[i..i + 32];
     // SAFETY: SSE2 is part of the x86-64 baseline, so the intrinsics are available. The two
@@ -932,13 +1003,38 @@ fn special_mask32(b: &[u8], i: usize) -> u32 {
         let half = |v: __m128i| -> u32 {
             let q = _mm_cmpeq_epi8(v, quote);
             let s = _mm_cmpeq_epi8(v, backslash);
-            let c = _mm_cmplt_epi8(v, space);
+            let below = _mm_cmplt_epi8(v, space);
+            // Top bit for TEXT: signed below 0x20, and not itself 0x80 or above.
+            let c = if TEXT {
+                _mm_andnot_si128(v, below)
+            } else {
+                below
+            };
             _mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, s), c)) as u32
         };
         let lo = _mm_loadu_si128(window.as_ptr().cast::<__m128i>());
         let hi = _mm_loadu_si128(window.as_ptr().add(16).cast::<__m128i>());
         half(lo) | half(hi) << 16
     }
+}
+
+/// [`special_mask32_text`] without SSE2.
+#[cfg(not(target_arch = "x86_64"))]
+#[inline]
+fn special_mask32_text(b: &[u8], i: usize) -> u32 {
+    special_mask32_text_swar(b, i)
+}
+
+/// The portable version of [`special_mask32_text`]: the SWAR mask without its non-ASCII bits,
+/// also tested on x86-64 against the SSE2 one.
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+#[inline]
+fn special_mask32_text_swar(b: &[u8], i: usize) -> u32 {
+    let mut high = 0u32;
+    for (k, &c) in b[i..i + 32].iter().enumerate() {
+        high |= u32::from(c >> 7) << k;
+    }
+    special_mask32_swar(b, i) & !high
 }
 
 /// The special bytes of `b[i..i + 32]` without SSE2: four `u64` words (SWAR).
@@ -1111,6 +1207,13 @@ mod tests {
                         .fold(0u32, |m, (k, _)| m | 1 << k);
                     assert_eq!(special_mask32(&w, 0), want, "{w:?}");
                     assert_eq!(special_mask32_swar(&w, 0), want, "{w:?}");
+                    // For text known to be UTF-8: the same without the non-ASCII bytes.
+                    let text = want
+                        & !w.iter()
+                            .rev()
+                            .fold(0u32, |m, &c| m << 1 | u32::from(c >> 7));
+                    assert_eq!(special_mask32_text(&w, 0), text, "{w:?}");
+                    assert_eq!(special_mask32_text_swar(&w, 0), text, "{w:?}");
                 }
             }
         }
@@ -1153,6 +1256,103 @@ mod tests {
             let std_ok =
                 std::str::from_utf8(&seq).is_ok() && !seq.iter().any(|&c| c < 0x20 || c == b'"');
             assert_eq!(ours, std_ok, "{seq:x?}");
+        }
+    }
+
+    /// Both scanners on the same text: the same value and end, or the same error at the same
+    /// offset with the same message.
+    fn same_in_both_modes(text: &str) {
+        let mut bytewise = Scanner::new(text.as_bytes());
+        let mut checked = Scanner::from_str(text);
+        let a = bytewise.value().and_then(|v| bytewise.end().map(|()| v));
+        let b = checked.value().and_then(|v| checked.end().map(|()| v));
+        assert_eq!(a, b, "{text:?}");
+        let mut bytewise = Scanner::new(text.as_bytes());
+        let mut checked = Scanner::from_str(text);
+        if bytewise.peek() == Some(b'"') {
+            let (a, b) = (bytewise.string(), checked.string());
+            assert_eq!(a, b, "{text:?}");
+            if let Ok(s) = a {
+                assert_eq!(s.decode(text.as_bytes()), s.decode_text(text), "{text:?}");
+                assert_eq!(checked.decode(&s), s.decode(text.as_bytes()));
+            }
+        }
+    }
+
+    #[test]
+    fn text_scanner_matches_bytewise_on_random_strings() {
+        use proptest::prelude::*;
+        use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+        // Pieces dense in what either scanner stops at: quotes, escapes valid and not, control
+        // bytes, 2- to 4-byte characters, and plain runs that move them across windows.
+        let piece = prop::sample::select(vec![
+            "a",
+            "xyz",
+            "                ",
+            "\"",
+            "\\",
+            "\\\"",
+            "\\\\",
+            "\\n",
+            "\\/",
+            "\\u00e9",
+            "\\uD83D",
+            "\\u12g4",
+            "\\x",
+            "\\",
+            "\u{1}",
+            "\u{1f}",
+            "\n",
+            "\u{7f}",
+            "é",
+            "日",
+            "😀",
+            "\u{80}",
+            "\u{10ffff}",
+            "{",
+            "}",
+            ",",
+            ":",
+            "[1,2]",
+        ]);
+        let doc = (
+            0usize..70,
+            prop::collection::vec(piece, 0..40),
+            prop::bool::ANY,
+            prop::sample::select(vec!["", " ", "]", "\"", "x", ",\"k\":1}"]),
+        );
+        let mut runner = TestRunner::new_with_rng(
+            Config {
+                cases: 20_000,
+                ..Config::default()
+            },
+            TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]),
+        );
+        runner
+            .run(&doc, |(pad, pieces, close, tail)| {
+                let content = format!("{}{}", "p".repeat(pad), pieces.concat());
+                let close = if close { "\"" } else { "" };
+                same_in_both_modes(&format!("\"{content}{close}{tail}"));
+                same_in_both_modes(&format!("{{\"k\":[\"{content}{close}{tail}]}}"));
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn text_scanner_matches_bytewise_at_every_offset() {
+        // Each special at every offset of a string longer than two windows, and near the end
+        // of the input (the byte-wise tail).
+        for piece in [
+            "\"", "\\\"", "\\\\", "\\u00e9", "\\q", "\\u00", "\u{1}", "é", "😀",
+        ] {
+            for at in 0..80 {
+                for after in [0, 1, 3, 40] {
+                    let content = format!("{}{piece}{}", "x".repeat(at), "y".repeat(after));
+                    same_in_both_modes(&format!("\"{content}\""));
+                    same_in_both_modes(&format!("\"{content}"));
+                }
+            }
         }
     }
 }
