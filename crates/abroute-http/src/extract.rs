@@ -183,13 +183,34 @@ pub struct Extracted<'a> {
     extra_body_member: Option<usize>,
     extra_members: SmallList<Member, 8>,
     metadata: Option<ValueSpan>,
+    /// The first [`READ_AHEAD`] metadata entries, read at extraction; `meta_len` counts them
+    /// all (past `READ_AHEAD`, the context scans the object again).
+    meta: [MetaEntry; READ_AHEAD],
+    meta_len: usize,
     models: Option<ValueSpan>,
+    /// The first [`READ_AHEAD`] request models, read at extraction; `models_len` counts every
+    /// element, `models_strings` whether all are strings.
+    model_strs: [StrSpan; READ_AHEAD],
+    models_len: usize,
+    models_strings: bool,
     fallback: Option<ValueSpan>,
     stats: ContentStats,
     tools: bool,
     functions: bool,
     response_schema: bool,
     output_tokens: Option<u64>,
+}
+
+/// How many `extra_body.metadata` entries and `extra_body.models` extraction keeps, so that
+/// [`Extracted::context`] need not scan them again (a larger object or list is scanned again).
+const READ_AHEAD: usize = 4;
+
+/// One `extra_body.metadata` entry: its key, its value, and the value's string if it is one.
+#[derive(Debug, Clone, Copy, Default)]
+struct MetaEntry {
+    key: StrSpan,
+    value: ValueSpan,
+    string: Option<StrSpan>,
 }
 
 /// Scans `body` as a request for `api`: validates it as JSON and records what routing needs.
@@ -219,7 +240,12 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
         extra_body_member: None,
         extra_members: SmallList::default(),
         metadata: None,
+        meta: [MetaEntry::default(); READ_AHEAD],
+        meta_len: 0,
         models: None,
+        model_strs: [StrSpan::default(); READ_AHEAD],
+        models_len: 0,
+        models_strings: true,
         fallback: None,
         stats: ContentStats::default(),
         tools: false,
@@ -397,8 +423,13 @@ impl<'a> Extracted<'a> {
         }
         let body = self.body;
         let span = sc.object(|sc, key| {
-            let value = sc.value()?;
             let router = router_key(body, &key);
+            sc.ws();
+            let value = match (router, sc.peek()) {
+                (Some(RouterKey::Metadata), Some(b'{')) => self.read_metadata(sc)?,
+                (Some(RouterKey::Models), Some(b'[')) => self.read_models(sc)?,
+                _ => sc.value()?,
+            };
             match router {
                 Some(RouterKey::Metadata) => self.metadata = Some(value),
                 Some(RouterKey::Models) => self.models = Some(value),
@@ -415,6 +446,48 @@ impl<'a> Extracted<'a> {
         Ok(ValueSpan {
             span,
             kind: Kind::Object,
+        })
+    }
+
+    /// Reads the `extra_body.metadata` object at the cursor, keeping its first entries.
+    fn read_metadata(&mut self, sc: &mut Scanner<'a>) -> Result<ValueSpan, SyntaxError> {
+        let mut n = 0;
+        let span = sc.object(|sc, key| {
+            let (value, string) = sc.value_str()?;
+            if let Some(slot) = self.meta.get_mut(n) {
+                *slot = MetaEntry { key, value, string };
+            }
+            n += 1;
+            Ok(())
+        })?;
+        self.meta_len = n;
+        Ok(ValueSpan {
+            span,
+            kind: Kind::Object,
+        })
+    }
+
+    /// Reads the `extra_body.models` array at the cursor, keeping its first strings.
+    fn read_models(&mut self, sc: &mut Scanner<'a>) -> Result<ValueSpan, SyntaxError> {
+        let mut n = 0;
+        let mut strings = true;
+        let span = sc.array(|sc| {
+            match sc.value_str()? {
+                (_, Some(s)) => {
+                    if let Some(slot) = self.model_strs.get_mut(n) {
+                        *slot = s;
+                    }
+                }
+                _ => strings = false,
+            }
+            n += 1;
+            Ok(())
+        })?;
+        self.models_len = n;
+        self.models_strings = strings;
+        Ok(ValueSpan {
+            span,
+            kind: Kind::Array,
         })
     }
 
@@ -576,7 +649,7 @@ impl<'a> Extracted<'a> {
     ) -> Result<RequestContext<'s>, ApiError> {
         let mut ctx = RequestContext::new();
         if let Some(user) = user_override.or(self.user.as_deref()) {
-            ctx = ctx.with_user(user);
+            ctx.set_user(user);
         }
         let body = self.body;
         let located = |e: SyntaxError| ApiError::invalid_json(&e.locate(body));
@@ -587,44 +660,31 @@ impl<'a> Extracted<'a> {
                     "extra_body.metadata must be an object",
                 ));
             }
-            let mut count = 0usize;
-            let mut entries: Result<(), ApiError> = Ok(());
-            let mut sc = self.scanner_at(meta.span.start);
-            sc.object(|sc, key| {
-                let (v, s) = sc.value_str()?;
-                count += 1;
-                if count > MAX_METADATA_KEYS || entries.is_err() {
-                    return Ok(());
+            if self.meta_len <= READ_AHEAD {
+                // Read at extraction: no second scan.
+                for e in self.meta.iter().take(self.meta_len) {
+                    let (key, value) = self.meta_entry(e)?;
+                    ctx.set_metadata(key, value);
                 }
-                let key = sc.decode(&key)?;
-                let value = match (v.kind, s) {
-                    (Kind::String, Some(s)) => MetadataValue::Str(sc.decode(&s)?),
-                    (Kind::Number, _) => number_value(v.span.of(body)),
-                    (Kind::Bool, _) => MetadataValue::Bool(v.span.of(body) == b"true"),
-                    (Kind::Null, _) => MetadataValue::Null,
-                    _ => match serde_json::from_slice::<Value>(v.span.of(body)) {
-                        Ok(json) => MetadataValue::Json(Cow::Owned(json)),
-                        Err(e) => {
-                            entries = Err(ApiError::invalid_param(
-                                "extra_body.metadata",
-                                format!("extra_body.metadata.{key}: {e}"),
-                            ));
-                            return Ok(());
-                        }
-                    },
-                };
-                ctx.set_metadata(key, value);
-                Ok(())
-            })
-            .map_err(located)?;
-            entries?;
-            if count > MAX_METADATA_KEYS {
-                return Err(ApiError::invalid_param(
-                    "extra_body.metadata",
-                    format!(
-                        "extra_body.metadata has {count} keys; the limit is {MAX_METADATA_KEYS}"
-                    ),
-                ));
+            } else {
+                let mut count = 0usize;
+                let mut entries: Result<(), ApiError> = Ok(());
+                let mut sc = self.scanner_at(meta.span.start);
+                sc.object(|sc, key| {
+                    let (value, string) = sc.value_str()?;
+                    count += 1;
+                    if count > MAX_METADATA_KEYS || entries.is_err() {
+                        return Ok(());
+                    }
+                    match self.meta_entry(&MetaEntry { key, value, string }) {
+                        Ok((key, value)) => ctx.set_metadata(key, value),
+                        Err(e) => entries = Err(e),
+                    }
+                    Ok(())
+                })
+                .map_err(located)?;
+                entries?;
+                over_limit("extra_body.metadata has", count, "keys", MAX_METADATA_KEYS)?;
             }
         }
         if let Some(models) = self.models.filter(|m| m.kind != Kind::Null) {
@@ -634,44 +694,67 @@ impl<'a> Extracted<'a> {
                     "extra_body.models must be a list of model ids (strings)",
                 )
             };
-            if models.kind != Kind::Array {
+            if models.kind != Kind::Array || !self.models_strings {
                 return Err(not_list());
             }
-            // First check every element (so the second pass, which hands the strings to the
-            // context without a temporary list, cannot fail), then pass them on.
-            let mut count = 0usize;
-            let mut all_strings = true;
-            let mut sc = self.scanner_at(models.span.start);
-            sc.array(|sc| {
-                match sc.value_str()? {
-                    (_, Some(s)) => {
-                        if s.escaped {
-                            s.decode(body)?;
-                        }
-                        count += 1;
-                    }
-                    _ => all_strings = false,
+            if self.models_len <= READ_AHEAD {
+                // Read at extraction: no second scan.
+                for s in self.model_strs.iter().take(self.models_len) {
+                    ctx.push_model(self.decode(s).map_err(located)?);
                 }
-                Ok(())
-            })
-            .map_err(located)?;
-            if !all_strings {
-                return Err(not_list());
+            } else {
+                // First check every element (so the second pass, which hands the strings to
+                // the context without a temporary list, cannot fail), then pass them on.
+                let mut count = 0usize;
+                let mut sc = self.scanner_at(models.span.start);
+                sc.array(|sc| {
+                    if let (_, Some(s)) = sc.value_str()? {
+                        sc.decode(&s)?;
+                    }
+                    count += 1;
+                    Ok(())
+                })
+                .map_err(located)?;
+                over_limit(
+                    "extra_body.models lists",
+                    count,
+                    "models",
+                    MAX_REQUEST_MODELS,
+                )?;
+                for model in (StrArray {
+                    sc: self.scanner_at(models.span.start + 1),
+                    left: count,
+                }) {
+                    ctx.push_model(model);
+                }
             }
-            if count > MAX_REQUEST_MODELS {
-                return Err(ApiError::invalid_param(
-                    "extra_body.models",
-                    format!(
-                        "extra_body.models lists {count} models; the limit is {MAX_REQUEST_MODELS}"
-                    ),
-                ));
-            }
-            ctx = ctx.with_models(StrArray {
-                sc: self.scanner_at(models.span.start + 1),
-                left: count,
-            });
         }
         Ok(ctx)
+    }
+
+    /// One metadata entry, typed: strings borrowed unless escaped, numbers as `serde_json`
+    /// types them, lists and maps parsed.
+    fn meta_entry(&self, e: &MetaEntry) -> Result<(Cow<'a, str>, MetadataValue<'a>), ApiError> {
+        let body = self.body;
+        let located = |e: SyntaxError| ApiError::invalid_json(&e.locate(body));
+        let key = self.decode(&e.key).map_err(located)?;
+        let text = e.value.span.of(body);
+        let value = match (e.value.kind, e.string) {
+            (Kind::String, Some(s)) => MetadataValue::Str(self.decode(&s).map_err(located)?),
+            (Kind::Number, _) => number_value(text),
+            (Kind::Bool, _) => MetadataValue::Bool(text == b"true"),
+            (Kind::Null, _) => MetadataValue::Null,
+            _ => match serde_json::from_slice::<Value>(text) {
+                Ok(json) => MetadataValue::Json(Cow::Owned(json)),
+                Err(err) => {
+                    return Err(ApiError::invalid_param(
+                        "extra_body.metadata",
+                        format!("extra_body.metadata.{key}: {err}"),
+                    ));
+                }
+            },
+        };
+        Ok((key, value))
     }
 
     /// The top-level members, in order.
@@ -698,6 +781,19 @@ impl<'a> Extracted<'a> {
     pub(crate) fn extra_members(&self) -> &SmallList<Member, 8> {
         &self.extra_members
     }
+}
+
+/// 400 when `count` is past `limit`: "`<what> <count> <unit>; the limit is <limit>`", for the
+/// parameter named by `what`'s first word.
+fn over_limit(what: &'static str, count: usize, unit: &str, limit: usize) -> Result<(), ApiError> {
+    if count <= limit {
+        return Ok(());
+    }
+    let param = what.split(' ').next().unwrap_or(what);
+    Err(ApiError::invalid_param(
+        param,
+        format!("{what} {count} {unit}; the limit is {limit}"),
+    ))
 }
 
 /// The strings of an array already checked to hold `left` valid strings, in order.
@@ -854,6 +950,86 @@ mod tests {
                     .expect_err("the byte-wise scanner refuses it too");
                 assert_eq!(got, ApiError::invalid_json(&want.locate(&b)), "at {at}");
             }
+        }
+    }
+
+    #[test]
+    fn context_same_with_and_without_read_ahead() {
+        // Up to READ_AHEAD entries and models come from extraction, more from a second scan:
+        // the context is the same either way.
+        let values = [
+            r#""s""#,
+            r#""\u00e9\"""#,
+            "12",
+            "-1.5",
+            "true",
+            "null",
+            r#"[1,{"a":"b"}]"#,
+            "18446744073709551615",
+        ];
+        for n in 0..=READ_AHEAD + 3 {
+            let meta: Vec<String> = (0..n)
+                .map(|i| format!(r#""k{i}":{}"#, values[i % values.len()]))
+                .collect();
+            let models: Vec<String> = (0..n).map(|i| format!(r#""p/m\u002{i}""#)).collect();
+            let body = format!(
+                r#"{{"model":"inworld/r","extra_body":{{"metadata":{{{}}},"models":[{}]}}}}"#,
+                meta.join(","),
+                models.join(",")
+            );
+            let ex = extract(Api::ChatCompletions, body.as_bytes()).unwrap();
+            let ctx = ex.context(Some("u")).unwrap();
+            let want: Value = serde_json::from_str(&body).unwrap();
+            let want_meta = want["extra_body"]["metadata"].as_object().unwrap();
+            let got: Vec<(String, MetadataValue<'_>)> = ctx
+                .metadata_entries()
+                .map(|(k, v)| (k.to_owned(), v.clone()))
+                .collect();
+            let expected: Vec<(String, MetadataValue<'_>)> = want_meta
+                .iter()
+                .map(|(k, v)| (k.clone(), MetadataValue::from(v)))
+                .collect();
+            assert_eq!(got, expected, "{body}");
+            let want_models: Vec<&str> = want["extra_body"]["models"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m.as_str().unwrap())
+                .collect();
+            assert_eq!(ctx.models(), want_models.as_slice(), "{body}");
+            assert_eq!(ctx.user(), Some("u"));
+            // A non-string among them is refused, wherever it is.
+            for bad in 0..n {
+                let mut models = models.clone();
+                models[bad] = "7".into();
+                let body = format!(r#"{{"extra_body":{{"models":[{}]}}}}"#, models.join(","));
+                let ex = extract(Api::ChatCompletions, body.as_bytes()).unwrap();
+                assert!(ex.context(None).is_err(), "{body}");
+            }
+        }
+        // The last `metadata`, `models` and `extra_body` win.
+        for (body, meta, models) in [
+            (
+                r#"{"extra_body":{"metadata":{"a":1},"metadata":null}}"#,
+                0,
+                0,
+            ),
+            (r#"{"extra_body":{"models":[1],"models":["x/y"]}}"#, 0, 1),
+            (
+                r#"{"extra_body":{"models":[1]},"extra_body":{"z":1}}"#,
+                0,
+                0,
+            ),
+            (
+                r#"{"extra_body":{"metadata":{"a":1,"b":2}},"extra_body":{"metadata":{}}}"#,
+                0,
+                0,
+            ),
+        ] {
+            let ex = extract(Api::ChatCompletions, body.as_bytes()).unwrap();
+            let ctx = ex.context(None).unwrap();
+            assert_eq!(ctx.metadata_entries().count(), meta, "{body}");
+            assert_eq!(ctx.models().len(), models, "{body}");
         }
     }
 }

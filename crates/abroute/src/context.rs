@@ -218,6 +218,11 @@ impl<'a> RequestContext<'a> {
         self
     }
 
+    /// [`with_user`](Self::with_user) in place.
+    pub fn set_user(&mut self, user: &'a str) {
+        self.user = Some(user);
+    }
+
     /// Adds one metadata key for conditions. A later value for the same key replaces it.
     pub fn with_metadata(
         mut self,
@@ -265,9 +270,15 @@ impl<'a> RequestContext<'a> {
         M: Into<Cow<'a, str>>,
     {
         for m in models {
-            self.models.push(m.into());
+            self.push_model(m);
         }
         self
+    }
+
+    /// Appends one request model in place (see [`with_models`](Self::with_models)), for a
+    /// caller that reads them one by one and would otherwise move the whole context.
+    pub fn push_model(&mut self, model: impl Into<Cow<'a, str>>) {
+        self.models.push(model.into());
     }
 
     /// Sets the request's `messages` (the OpenAI-style array of `{role, content}`), borrowed,
