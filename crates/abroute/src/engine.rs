@@ -153,6 +153,18 @@ impl std::fmt::Debug for SnapshotGuard {
     }
 }
 
+/// Puts a compiled router into a snapshot's map, stamped with the snapshot's version.
+fn insert(
+    routers: &mut FxHashMap<Box<str>, Arc<LoadedRouter>>,
+    version: u64,
+    mut compiled: CompiledRouter,
+    config: RouterConfig,
+) {
+    compiled.set_version(version);
+    let name: Box<str> = config.name.as_str().into();
+    routers.insert(name, Arc::new(LoadedRouter { compiled, config }));
+}
+
 /// Whether any variant of `config` has an attempt order that observed metrics can change.
 fn reads_metrics(config: &RouterConfig, catalog: &Catalog) -> bool {
     let default = crate::config::ModelSelection::default();
@@ -355,11 +367,9 @@ impl Engine {
     ///
     /// Every validation problem; the engine is then unchanged.
     pub fn upsert(&self, config: RouterConfig) -> Result<u64, ConfigErrors> {
-        let mut compiled = self.compile(&config)?;
+        let compiled = self.compile(&config)?;
         let version = self.publish(|routers, version| {
-            compiled.set_version(version);
-            let name: Box<str> = config.name.as_str().into();
-            routers.insert(name, Arc::new(LoadedRouter { compiled, config }));
+            insert(routers, version, compiled, config);
             true
         });
         // `publish` only declines when the change closure says so; this one never does.
@@ -391,42 +401,20 @@ impl Engine {
         if changes.is_empty() {
             return Ok(self.version());
         }
-        let mut errors = Vec::new();
-        let mut seen: FxHashMap<&str, usize> = FxHashMap::default();
-        let mut compiled = Vec::with_capacity(changes.len());
-        for (i, change) in changes.iter().enumerate() {
-            let prefix = JsonPath::root().index(i);
-            let name = change.name();
-            if seen.insert(name, i).is_some() {
-                errors.push(ConfigError::new(
-                    prefix.key("name"),
-                    ConfigErrorKind::DuplicateRouterName {
-                        name: name.to_owned(),
-                    },
-                ));
-            }
-            match change {
-                Change::Upsert(config) => match self.compile(config) {
-                    Ok(c) => compiled.push(Some(c)),
-                    Err(e) => errors.extend(e.prefixed(&prefix)),
-                },
-                Change::Remove(_) => compiled.push(None),
-            }
-        }
-        if let Some(errors) = ConfigErrors::from_vec(errors) {
-            return Err(errors);
-        }
+        let compiled = self.compile_batch(changes.iter().map(|c| match c {
+            Change::Upsert(config) => (c.name(), Some(config)),
+            Change::Remove(_) => (c.name(), None),
+        }))?;
         let version = self.publish(|routers, version| {
             for (change, compiled) in changes.into_iter().zip(compiled) {
                 match (change, compiled) {
-                    (Change::Upsert(config), Some(mut compiled)) => {
-                        compiled.set_version(version);
-                        let name: Box<str> = config.name.as_str().into();
-                        routers.insert(name, Arc::new(LoadedRouter { compiled, config }));
+                    (Change::Upsert(config), Some(compiled)) => {
+                        insert(routers, version, compiled, config);
                     }
                     (change @ Change::Remove(_), _) => {
                         routers.remove(change.name());
                     }
+                    // `compile_batch` compiles every upsert or fails.
                     (Change::Upsert(_), None) => {}
                 }
             }
@@ -444,36 +432,49 @@ impl Engine {
     ///
     /// Every problem in every config, and duplicate names; the engine is then unchanged.
     pub fn replace_all(&self, configs: Vec<RouterConfig>) -> Result<u64, ConfigErrors> {
-        let mut errors = Vec::new();
-        let mut compiled = Vec::with_capacity(configs.len());
-        let mut seen: FxHashMap<&str, usize> = FxHashMap::default();
-        for (i, config) in configs.iter().enumerate() {
-            let prefix = JsonPath::root().index(i);
-            if seen.insert(config.name.as_str(), i).is_some() {
-                errors.push(ConfigError::new(
-                    prefix.key("name"),
-                    ConfigErrorKind::DuplicateRouterName {
-                        name: config.name.clone(),
-                    },
-                ));
-            }
-            match self.compile(config) {
-                Ok(c) => compiled.push(c),
-                Err(e) => errors.extend(e.prefixed(&prefix)),
-            }
-        }
-        if let Some(errors) = ConfigErrors::from_vec(errors) {
-            return Err(errors);
-        }
+        let compiled = self.compile_batch(configs.iter().map(|c| (c.name.as_str(), Some(c))))?;
         let version = self.publish(|routers, version| {
             routers.clear();
-            for (mut compiled, config) in compiled.into_iter().zip(configs) {
-                compiled.set_version(version);
-                let name: Box<str> = config.name.as_str().into();
-                routers.insert(name, Arc::new(LoadedRouter { compiled, config }));
+            for (compiled, config) in compiled.into_iter().zip(configs) {
+                if let Some(compiled) = compiled {
+                    insert(routers, version, compiled, config);
+                }
             }
             true
         });
+        // `publish` only declines when the change closure says so; this one never does.
         Ok(version.unwrap_or_default())
+    }
+
+    /// Validates and compiles a batch of changes, each a router name and the config to load
+    /// under it (`None` for a removal): one compiled router per config, or every problem,
+    /// each prefixed with its change's index, and names that appear twice.
+    fn compile_batch<'a>(
+        &self,
+        batch: impl Iterator<Item = (&'a str, Option<&'a RouterConfig>)>,
+    ) -> Result<Vec<Option<CompiledRouter>>, ConfigErrors> {
+        let mut errors = Vec::new();
+        let mut seen: FxHashMap<&str, usize> = FxHashMap::default();
+        let mut compiled = Vec::with_capacity(batch.size_hint().0);
+        for (i, (name, config)) in batch.enumerate() {
+            let prefix = JsonPath::root().index(i);
+            if seen.insert(name, i).is_some() {
+                errors.push(ConfigError::new(
+                    prefix.key("name"),
+                    ConfigErrorKind::DuplicateRouterName {
+                        name: name.to_owned(),
+                    },
+                ));
+            }
+            match config.map(|c| self.compile(c)) {
+                Some(Ok(c)) => compiled.push(Some(c)),
+                Some(Err(e)) => errors.extend(e.prefixed(&prefix)),
+                None => compiled.push(None),
+            }
+        }
+        match ConfigErrors::from_vec(errors) {
+            Some(errors) => Err(errors),
+            None => Ok(compiled),
+        }
     }
 }
