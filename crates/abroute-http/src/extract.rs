@@ -34,7 +34,7 @@ use abroute::{MetadataValue, Needs, RequestContext};
 use serde_json::Value;
 
 use crate::error::ApiError;
-use crate::json::{ContentStats, Kind, Scanner, StrSpan, SyntaxError, ValueSpan};
+use crate::json::{ContentStats, Kind, Scanner, Span, StrSpan, SyntaxError, ValueSpan};
 use crate::list::SmallList;
 
 /// The most `extra_body.metadata` keys a request may send.
@@ -82,11 +82,42 @@ impl Api {
 }
 
 /// One object member: its key, its value, and what the key is to the rewriter.
+///
+/// Stored in 20 bytes (offsets as `u32`: [`extract`] refuses bodies of 4 GiB or more), so the
+/// member lists, and the [`Extracted`] that holds them, stay small to move.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Member {
-    pub(crate) key: StrSpan,
-    pub(crate) value: ValueSpan,
+    key: PackedStr,
+    value: [u32; 2],
+    value_kind: Kind,
     pub(crate) kind: MemberKind,
+}
+
+/// A [`StrSpan`] in 12 bytes (see [`Member`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct PackedStr {
+    span: [u32; 2],
+    escaped: bool,
+}
+
+impl PackedStr {
+    fn new(s: StrSpan) -> PackedStr {
+        // Lossless: `extract` refuses bodies whose offsets do not fit.
+        PackedStr {
+            span: [s.inner.start as u32, s.inner.end as u32],
+            escaped: s.escaped,
+        }
+    }
+
+    fn get(self) -> StrSpan {
+        StrSpan {
+            inner: Span {
+                start: self.span[0] as usize,
+                end: self.span[1] as usize,
+            },
+            escaped: self.escaped,
+        }
+    }
 }
 
 /// What a member's key is to the rewriter, found once during extraction.
@@ -104,9 +135,36 @@ pub(crate) enum MemberKind {
 }
 
 impl Member {
+    /// A member of a body shorter than 4 GiB.
+    fn new(key: StrSpan, value: ValueSpan, kind: MemberKind) -> Member {
+        // Lossless: `extract` refuses bodies whose offsets do not fit.
+        Member {
+            key: PackedStr::new(key),
+            value: [value.span.start as u32, value.span.end as u32],
+            value_kind: value.kind,
+            kind,
+        }
+    }
+
+    /// The key.
+    pub(crate) fn key(&self) -> StrSpan {
+        self.key.get()
+    }
+
+    /// The value.
+    pub(crate) fn value(&self) -> ValueSpan {
+        ValueSpan {
+            span: Span {
+                start: self.value[0] as usize,
+                end: self.value[1] as usize,
+            },
+            kind: self.value_kind,
+        }
+    }
+
     /// Where the member starts (its key's opening quote).
     pub(crate) fn start(&self) -> usize {
-        self.key.inner.start - 1
+        self.key.span[0] as usize - 1
     }
 }
 
@@ -190,7 +248,7 @@ pub struct Extracted<'a> {
     models: Option<ValueSpan>,
     /// The first [`READ_AHEAD`] request models, read at extraction; `models_len` counts every
     /// element, `models_strings` whether all are strings.
-    model_strs: [StrSpan; READ_AHEAD],
+    model_strs: [PackedStr; READ_AHEAD],
     models_len: usize,
     models_strings: bool,
     fallback: Option<ValueSpan>,
@@ -208,9 +266,30 @@ const READ_AHEAD: usize = 4;
 /// One `extra_body.metadata` entry: its key, its value, and the value's string if it is one.
 #[derive(Debug, Clone, Copy, Default)]
 struct MetaEntry {
-    key: StrSpan,
-    value: ValueSpan,
-    string: Option<StrSpan>,
+    member: Member,
+    /// For a string value: whether it holds an escape.
+    escaped: bool,
+}
+
+impl MetaEntry {
+    fn new(key: StrSpan, value: ValueSpan, string: Option<StrSpan>) -> MetaEntry {
+        MetaEntry {
+            member: Member::new(key, value, MemberKind::Other),
+            escaped: string.is_some_and(|s| s.escaped),
+        }
+    }
+
+    /// The value's string, without its quotes, when it is one.
+    fn string(&self) -> Option<StrSpan> {
+        let v = self.member.value();
+        (v.kind == Kind::String).then_some(StrSpan {
+            inner: Span {
+                start: v.span.start + 1,
+                end: v.span.end - 1,
+            },
+            escaped: self.escaped,
+        })
+    }
 }
 
 /// Scans `body` as a request for `api`: validates it as JSON and records what routing needs.
@@ -218,8 +297,12 @@ struct MetaEntry {
 /// # Errors
 ///
 /// 400 ([`ApiError::invalid_json`]) with the line, column and byte offset of the first syntax
-/// error, or when the body is not an object.
+/// error, or when the body is not an object; 413 for a body of 4 GiB or more.
 pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
+    if u32::try_from(body.len()).is_err() {
+        // Offsets are kept as `u32` (see `Member`); a 4 GiB request is far past any limit.
+        return Err(ApiError::body_too_large(u32::MAX as usize));
+    }
     let located = |e: SyntaxError| ApiError::invalid_json(&e.locate(body));
     // One vectorized UTF-8 check of the whole body, so the scanner's string path only stops
     // at quotes, escapes and control bytes. Equivalent for JSON: a non-ASCII byte outside a
@@ -243,7 +326,7 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
         meta: [MetaEntry::default(); READ_AHEAD],
         meta_len: 0,
         models: None,
-        model_strs: [StrSpan::default(); READ_AHEAD],
+        model_strs: [PackedStr::default(); READ_AHEAD],
         models_len: 0,
         models_strings: true,
         fallback: None,
@@ -311,7 +394,7 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
             Key::ExtraBody => MemberKind::ExtraBody,
             _ => MemberKind::Other,
         };
-        ex.members.push(Member { key, value, kind });
+        ex.members.push(Member::new(key, value, kind));
         Ok(())
     })
     .map_err(located)?;
@@ -440,7 +523,7 @@ impl<'a> Extracted<'a> {
                 Some(_) => MemberKind::Router,
                 None => MemberKind::Other,
             };
-            self.extra_members.push(Member { key, value, kind });
+            self.extra_members.push(Member::new(key, value, kind));
             Ok(())
         })?;
         Ok(ValueSpan {
@@ -455,7 +538,7 @@ impl<'a> Extracted<'a> {
         let span = sc.object(|sc, key| {
             let (value, string) = sc.value_str()?;
             if let Some(slot) = self.meta.get_mut(n) {
-                *slot = MetaEntry { key, value, string };
+                *slot = MetaEntry::new(key, value, string);
             }
             n += 1;
             Ok(())
@@ -475,7 +558,7 @@ impl<'a> Extracted<'a> {
             match sc.value_str()? {
                 (_, Some(s)) => {
                     if let Some(slot) = self.model_strs.get_mut(n) {
-                        *slot = s;
+                        *slot = PackedStr::new(s);
                     }
                 }
                 _ => strings = false,
@@ -676,7 +759,7 @@ impl<'a> Extracted<'a> {
                     if count > MAX_METADATA_KEYS || entries.is_err() {
                         return Ok(());
                     }
-                    match self.meta_entry(&MetaEntry { key, value, string }) {
+                    match self.meta_entry(&MetaEntry::new(key, value, string)) {
                         Ok((key, value)) => ctx.set_metadata(key, value),
                         Err(e) => entries = Err(e),
                     }
@@ -700,7 +783,7 @@ impl<'a> Extracted<'a> {
             if self.models_len <= READ_AHEAD {
                 // Read at extraction: no second scan.
                 for s in self.model_strs.iter().take(self.models_len) {
-                    ctx.push_model(self.decode(s).map_err(located)?);
+                    ctx.push_model(self.decode(&s.get()).map_err(located)?);
                 }
             } else {
                 // First check every element (so the second pass, which hands the strings to
@@ -737,9 +820,10 @@ impl<'a> Extracted<'a> {
     fn meta_entry(&self, e: &MetaEntry) -> Result<(Cow<'a, str>, MetadataValue<'a>), ApiError> {
         let body = self.body;
         let located = |e: SyntaxError| ApiError::invalid_json(&e.locate(body));
-        let key = self.decode(&e.key).map_err(located)?;
-        let text = e.value.span.of(body);
-        let value = match (e.value.kind, e.string) {
+        let key = self.decode(&e.member.key()).map_err(located)?;
+        let v = e.member.value();
+        let text = v.span.of(body);
+        let value = match (v.kind, e.string()) {
             (Kind::String, Some(s)) => MetadataValue::Str(self.decode(&s).map_err(located)?),
             (Kind::Number, _) => number_value(text),
             (Kind::Bool, _) => MetadataValue::Bool(text == b"true"),

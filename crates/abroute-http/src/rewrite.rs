@@ -241,7 +241,7 @@ pub fn rewrite(ex: &Extracted<'_>, rw: &Rewrite<'_>) -> Vec<u8> {
                 // The parameters do not overlap, so a key names at most one.
                 let mut named = None;
                 for (k, p) in params.iter_mut().enumerate() {
-                    if p.names.matches(body, &m.key) {
+                    if p.names.matches(body, &m.key()) {
                         p.present = true;
                         named = Some(k);
                         break;
@@ -355,7 +355,7 @@ fn extra_body_action(ex: &Extracted<'_>, i: usize) -> Action {
     let is_object = ex
         .members()
         .get(i)
-        .is_some_and(|m| m.value.kind == crate::json::Kind::Object);
+        .is_some_and(|m| m.value().kind == crate::json::Kind::Object);
     if !is_object {
         return Action::Keep;
     }
@@ -390,7 +390,7 @@ fn member_edits<'r, const N: usize, const M: usize>(
         let end = if lead < n {
             member(lead).start()
         } else {
-            member(n - 1).value.span.end
+            member(n - 1).value().span.end
         };
         edits.push(Edit {
             start: member(0).start(),
@@ -404,15 +404,15 @@ fn member_edits<'r, const N: usize, const M: usize>(
             Action::Keep => {}
             Action::Remove => edits.push(Edit {
                 // `i > lead >= 0`, so there is a kept or removed member before it.
-                start: member(i - 1).value.span.end,
-                end: m.value.span.end,
+                start: member(i - 1).value().span.end,
+                end: m.value().span.end,
                 repl: Repl::Nothing,
             }),
             _ => {
                 if let Some(repl) = replace(i, action, edits) {
                     edits.push(Edit {
-                        start: m.value.span.start,
-                        end: m.value.span.end,
+                        start: m.value().span.start,
+                        end: m.value().span.end,
                         repl,
                     });
                 }
