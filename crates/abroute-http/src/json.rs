@@ -358,9 +358,9 @@ impl<'a> Scanner<'a> {
         }
         let start = self.i + 1;
         let (end, escaped) = if self.text.is_some() {
-            scan_string::<true>(self.b, start)?
+            scan_text(self.b, start)?
         } else {
-            scan_string::<false>(self.b, start)?
+            scan_string::<false, false>(self.b, start)?
         };
         self.i = end + 1;
         Ok(StrSpan {
@@ -841,14 +841,20 @@ pub fn write_value<W: Sink>(out: &mut W, v: &serde_json::Value) {
 /// and non-ASCII unless `UTF8`) come as a bit mask, and each is handled from the mask without
 /// reloading, so an escape or a non-ASCII character costs a few instructions, not a restart.
 #[inline(always)]
-fn scan_string<const UTF8: bool>(b: &[u8], start: usize) -> Result<(usize, bool), SyntaxError> {
+fn scan_string<const UTF8: bool, const AVX2: bool>(
+    b: &[u8],
+    start: usize,
+) -> Result<(usize, bool), SyntaxError> {
     let mut i = start;
     let mut escaped = false;
     'windows: while i + 32 <= b.len() {
-        let mut mask = if UTF8 {
-            special_mask32_text(b, i)
-        } else {
-            special_mask32(b, i)
+        let mut mask = match (UTF8, AVX2) {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `AVX2` is only true in `scan_text_avx2`, which runs only where AVX2 was
+            // detected.
+            (true, true) => unsafe { special_mask32_text_avx2(b, i) },
+            (true, _) => special_mask32_text(b, i),
+            _ => special_mask32(b, i),
         };
         while mask != 0 {
             let p = i + mask.trailing_zeros() as usize;
@@ -885,6 +891,29 @@ fn scan_string<const UTF8: bool>(b: &[u8], start: usize) -> Result<(usize, bool)
             None => return Err(SyntaxError::new(i, "end of input inside a string")),
         }
     }
+}
+
+/// [`scan_string`] for a body known to be UTF-8, with one 32-byte AVX2 compare per window
+/// where the CPU has AVX2 (detected once and cached by `std`), else two SSE2 ones.
+#[inline(always)]
+fn scan_text(b: &[u8], start: usize) -> Result<(usize, bool), SyntaxError> {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        // SAFETY: AVX2 was detected just above.
+        if let Some(found) = unsafe { scan_text_avx2(b, start) } {
+            return Ok(found);
+        }
+        // An error: found again (exactly) below.
+    }
+    scan_string::<true, false>(b, start)
+}
+
+/// [`scan_string`] for text, compiled with AVX2 so that its window mask is inlined. Returns
+/// `None` for an error (which the caller finds again), so the result fits in two registers.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn scan_text_avx2(b: &[u8], start: usize) -> Option<(usize, bool)> {
+    scan_string::<true, true>(b, start).ok()
 }
 
 #[cold]
@@ -1015,6 +1044,30 @@ fn special_mask32_sse2<const TEXT: bool>(b: &[u8], i: usize) -> u32 {
         let lo = _mm_loadu_si128(window.as_ptr().cast::<__m128i>());
         let hi = _mm_loadu_si128(window.as_ptr().add(16).cast::<__m128i>());
         half(lo) | half(hi) << 16
+    }
+}
+
+/// [`special_mask32_text`] with AVX2: one 32-byte load, and unsigned `v < 0x20` as
+/// `min(v, 0x1f) == v`.
+#[cfg(target_arch = "x86_64")]
+#[inline]
+#[target_feature(enable = "avx2")]
+#[allow(unused_unsafe)] // The intrinsics are safe to call on recent toolchains, not on 1.85.
+fn special_mask32_text_avx2(b: &[u8], i: usize) -> u32 {
+    use std::arch::x86_64::{
+        __m256i, _mm256_cmpeq_epi8, _mm256_loadu_si256, _mm256_min_epu8, _mm256_movemask_epi8,
+        _mm256_or_si256, _mm256_set1_epi8,
+    };
+    let window = &b[i..i + 32];
+    // SAFETY: the function is compiled for AVX2 and only called where it was detected; the
+    // one unaligned 32-byte load reads exactly `window` (the slice index above panics rather
+    // than read past `b`).
+    unsafe {
+        let v = _mm256_loadu_si256(window.as_ptr().cast::<__m256i>());
+        let q = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'"' as i8));
+        let s = _mm256_cmpeq_epi8(v, _mm256_set1_epi8(b'\\' as i8));
+        let c = _mm256_cmpeq_epi8(_mm256_min_epu8(v, _mm256_set1_epi8(0x1f)), v);
+        _mm256_movemask_epi8(_mm256_or_si256(_mm256_or_si256(q, s), c)) as u32
     }
 }
 
@@ -1214,6 +1267,11 @@ mod tests {
                             .fold(0u32, |m, &c| m << 1 | u32::from(c >> 7));
                     assert_eq!(special_mask32_text(&w, 0), text, "{w:?}");
                     assert_eq!(special_mask32_text_swar(&w, 0), text, "{w:?}");
+                    #[cfg(target_arch = "x86_64")]
+                    if std::is_x86_feature_detected!("avx2") {
+                        // SAFETY: AVX2 was detected just above.
+                        assert_eq!(unsafe { special_mask32_text_avx2(&w, 0) }, text, "{w:?}");
+                    }
                 }
             }
         }
@@ -1270,8 +1328,15 @@ mod tests {
         let mut bytewise = Scanner::new(text.as_bytes());
         let mut checked = Scanner::from_str(text);
         if bytewise.peek() == Some(b'"') {
+            // The SSE2 window of the text scanner, whatever the CPU has (`checked` uses AVX2
+            // where there is some).
+            let sse2 = scan_string::<true, false>(text.as_bytes(), 1);
             let (a, b) = (bytewise.string(), checked.string());
             assert_eq!(a, b, "{text:?}");
+            assert_eq!(
+                a.as_ref().map(|s| (s.inner.end, s.escaped)),
+                sse2.as_ref().map(|e| *e)
+            );
             if let Ok(s) = a {
                 assert_eq!(s.decode(text.as_bytes()), s.decode_text(text), "{text:?}");
                 assert_eq!(checked.decode(&s), s.decode(text.as_bytes()));
