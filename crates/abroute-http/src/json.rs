@@ -353,14 +353,21 @@ impl<'a> Scanner<'a> {
     /// Reads a string starting at the cursor (which must be at `"`).
     #[inline(always)]
     pub fn string(&mut self) -> Result<StrSpan, SyntaxError> {
+        self.string_in::<false>()
+    }
+
+    /// [`string`](Self::string); with `AVX2` (only inside code compiled for AVX2, see
+    /// [`nested_avx2`](Self::nested_avx2)) a text scanner's windows take one AVX2 compare.
+    #[inline(always)]
+    fn string_in<const AVX2: bool>(&mut self) -> Result<StrSpan, SyntaxError> {
         if self.peek() != Some(b'"') {
             return self.err("expected a string");
         }
         let start = self.i + 1;
-        let (end, escaped) = if self.text.is_some() {
-            scan_text(self.b, start)?
-        } else {
-            scan_string::<false, false>(self.b, start)?
+        let (end, escaped) = match (self.text.is_some(), AVX2) {
+            (true, true) => scan_string::<true, true>(self.b, start)?,
+            (true, false) => scan_text(self.b, start)?,
+            _ => scan_string::<false, false>(self.b, start)?,
         };
         self.i = end + 1;
         Ok(StrSpan {
@@ -470,7 +477,18 @@ impl<'a> Scanner<'a> {
                     count_text(st, self.b, &s);
                 }
             }
-            b'{' | b'[' => self.nested(stats)?,
+            b'{' | b'[' => {
+                #[cfg(target_arch = "x86_64")]
+                if self.text.is_some() && std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: AVX2 was detected just above.
+                    unsafe { self.nested_avx2(stats)? };
+                    return Ok(ValueSpan {
+                        span: Span { start, end: self.i },
+                        kind,
+                    });
+                }
+                self.nested::<false>(stats)?;
+            }
             b't' => self.literal(b"true")?,
             b'f' => self.literal(b"false")?,
             b'n' => self.literal(b"null")?,
@@ -487,7 +505,11 @@ impl<'a> Scanner<'a> {
 
     /// Skips an object or array at the cursor, iteratively (no recursion, so no stack overflow
     /// whatever the depth), with a bit stack of what each level is.
-    fn nested(&mut self, mut stats: Option<&mut ContentStats>) -> Result<(), SyntaxError> {
+    #[inline(always)]
+    fn nested<const AVX2: bool>(
+        &mut self,
+        mut stats: Option<&mut ContentStats>,
+    ) -> Result<(), SyntaxError> {
         // Bit d of the stack: 1 when level d is an object.
         let mut stack = [0u64; MAX_DEPTH / 64];
         let mut depth = 0usize;
@@ -516,7 +538,7 @@ impl<'a> Scanner<'a> {
                         self.i += 1;
                         depth -= 1;
                     } else if is_obj {
-                        type_value = self.key_then_colon()?;
+                        type_value = self.key_then_colon::<AVX2>()?;
                         continue 'value;
                     } else {
                         type_value = false;
@@ -524,7 +546,7 @@ impl<'a> Scanner<'a> {
                     }
                 }
                 Some(b'"') => {
-                    let s = self.string()?;
+                    let s = self.string_in::<AVX2>()?;
                     if let Some(st) = stats.as_deref_mut() {
                         count_text(st, self.b, &s);
                         if type_value && is_image_type(self.b, &s) {
@@ -553,7 +575,7 @@ impl<'a> Scanner<'a> {
                     (Some(b','), true) => {
                         self.i += 1;
                         self.ws();
-                        type_value = self.key_then_colon()?;
+                        type_value = self.key_then_colon::<AVX2>()?;
                         continue 'value;
                     }
                     (Some(b','), false) => {
@@ -573,13 +595,22 @@ impl<'a> Scanner<'a> {
         }
     }
 
+    /// [`nested`](Self::nested) compiled for AVX2, for a text scanner: the strings inside take
+    /// the AVX2 window with no call per string.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn nested_avx2(&mut self, stats: Option<&mut ContentStats>) -> Result<(), SyntaxError> {
+        debug_assert!(self.text.is_some());
+        self.nested::<true>(stats)
+    }
+
     /// Reads `"key"` `:`; returns whether the key is `type`.
     #[inline(always)]
-    fn key_then_colon(&mut self) -> Result<bool, SyntaxError> {
+    fn key_then_colon<const AVX2: bool>(&mut self) -> Result<bool, SyntaxError> {
         if self.peek() != Some(b'"') {
             return self.err("expected a string key");
         }
-        let key = self.string()?;
+        let key = self.string_in::<AVX2>()?;
         self.expect(b':', "expected `:` after an object key")?;
         // The common case without a call to memcmp: four plain bytes.
         let is_type = match self.b.get(key.inner.start..key.inner.end) {
@@ -850,8 +881,8 @@ fn scan_string<const UTF8: bool, const AVX2: bool>(
     'windows: while i + 32 <= b.len() {
         let mut mask = match (UTF8, AVX2) {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `AVX2` is only true in `scan_text_avx2`, which runs only where AVX2 was
-            // detected.
+            // SAFETY: `AVX2` is only true inside `scan_text_avx2` and `Scanner::nested_avx2`,
+            // which are compiled for AVX2 and called only where it was detected.
             (true, true) => unsafe { special_mask32_text_avx2(b, i) },
             (true, _) => special_mask32_text(b, i),
             _ => special_mask32(b, i),
