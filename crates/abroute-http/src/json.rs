@@ -908,6 +908,9 @@ fn scan_string<const UTF8: bool, const AVX2: bool>(
         }
         i += 32;
     }
+    if UTF8 {
+        return scan_text_tail(b, i, escaped);
+    }
     // The tail, byte by byte.
     loop {
         match b.get(i) {
@@ -922,6 +925,32 @@ fn scan_string<const UTF8: bool, const AVX2: bool>(
             None => return Err(SyntaxError::new(i, "end of input inside a string")),
         }
     }
+}
+
+/// The last bytes of a text string (fewer than 32 left in the body), as one window: copied
+/// into a buffer padded with spaces (never special), so a short string at the end of a body
+/// is not read byte by byte. Finds what the byte-wise loop finds, at the same offsets.
+#[inline(never)]
+fn scan_text_tail(b: &[u8], start: usize, mut escaped: bool) -> Result<(usize, bool), SyntaxError> {
+    let rest = b.get(start..).unwrap_or_default();
+    let mut window = [b' '; 32];
+    window[..rest.len()].copy_from_slice(rest);
+    let mut mask = special_mask32_text(&window, 0);
+    while mask != 0 {
+        // Below `b.len()`: the padding is never special.
+        let p = start + mask.trailing_zeros() as usize;
+        match b[p] {
+            b'"' => return Ok((p, escaped)),
+            b'\\' => {
+                escaped = true;
+                // At most `b.len() - start`, below 32.
+                let next = escape_end(b, p)?;
+                mask &= u32::MAX << (next - start);
+            }
+            _ => return Err(control(p)),
+        }
+    }
+    Err(SyntaxError::new(b.len(), "end of input inside a string"))
 }
 
 /// [`scan_string`] for a body known to be UTF-8, with one 32-byte AVX2 compare per window
