@@ -786,9 +786,7 @@ pub fn write_str<W: Sink>(out: &mut W, s: &str) {
     let bytes = s.as_bytes();
     // Model ids and parameter names need no escape: three copies.
     if !bytes.iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
-        out.put(b"\"");
-        out.put(bytes);
-        out.put(b"\"");
+        out.put_quoted(bytes);
         return;
     }
     out.put(b"\"");
@@ -827,6 +825,14 @@ pub fn write_str<W: Sink>(out: &mut W, s: &str) {
 pub trait Sink {
     /// Appends bytes.
     fn put(&mut self, bytes: &[u8]);
+
+    /// Appends `"`, the bytes, `"` (for a string that needs no escape).
+    #[inline]
+    fn put_quoted(&mut self, bytes: &[u8]) {
+        self.put(b"\"");
+        self.put(bytes);
+        self.put(b"\"");
+    }
 }
 
 impl Sink for Vec<u8> {

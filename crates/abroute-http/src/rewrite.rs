@@ -510,6 +510,24 @@ impl Sink for Scratch {
             self.heap.extend_from_slice(bytes);
         }
     }
+
+    #[inline]
+    fn put_quoted(&mut self, bytes: &[u8]) {
+        let end = self.len + bytes.len() + 2;
+        match self.inline.get_mut(self.len..end) {
+            Some([open, middle @ .., close]) if self.heap.is_empty() => {
+                *open = b'"';
+                middle.copy_from_slice(bytes);
+                *close = b'"';
+                self.len = end;
+            }
+            _ => {
+                self.put(b"\"");
+                self.put(bytes);
+                self.put(b"\"");
+            }
+        }
+    }
 }
 
 /// `[{"token_id": "50256", "bias_value": -100}]` → `{"50256":-100}`; an object is written as is.
@@ -643,5 +661,24 @@ mod tests {
             rw(Api::ChatCompletions, r#"{}"#, "x", None),
             r#"{"model":"x"}"#
         );
+    }
+
+    #[test]
+    fn scratch_quoted_at_every_fill() {
+        // A quoted string written whole inline, across the inline limit, and on the heap.
+        for fill in 0..300 {
+            for word in ["", "m", "openai/gpt-4o-mini"] {
+                fn fill_and_write<W: Sink>(sink: &mut W, fill: usize, word: &str) {
+                    sink.put(&vec![b'a'; fill]);
+                    write_str(sink, word);
+                    sink.put(b"z");
+                }
+                let mut scratch = Scratch::default();
+                let mut want = Vec::new();
+                fill_and_write(&mut scratch, fill, word);
+                fill_and_write(&mut want, fill, word);
+                assert_eq!(scratch.bytes(), want.as_slice(), "{fill} {word}");
+            }
+        }
     }
 }
