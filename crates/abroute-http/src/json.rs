@@ -7,8 +7,8 @@
 //! skipped 32 bytes at a time (SSE2 on x86-64, eight bytes at a time elsewhere) because in an
 //! LLM request nearly every byte is inside a message string. A scanner made from a `&str`
 //! ([`Scanner::from_str`], for a body whose UTF-8 was checked at once, vectorized) skips the
-//! per-character UTF-8 check and, where the CPU has AVX2, takes each 32-byte window with one
-//! compare; it accepts and rejects exactly what the byte scanner does, at the same offsets.
+//! per-character UTF-8 check and, inside nested values where the CPU has AVX2, takes each
+//! 32-byte window with one compare; it accepts and rejects exactly what the byte scanner does, at the same offsets.
 //!
 //! Numbers are checked against the grammar but never converted, so `1e400` passes through as
 //! written. Duplicate keys are allowed (RFC 8259 leaves them to the reader); callers decide what
@@ -369,7 +369,7 @@ impl<'a> Scanner<'a> {
         let start = self.i + 1;
         let (end, escaped) = match (self.text.is_some(), AVX2) {
             (true, true) => scan_string::<true, true>(self.b, start)?,
-            (true, false) => scan_text(self.b, start)?,
+            (true, false) => scan_string::<true, false>(self.b, start)?,
             _ => scan_string::<false, false>(self.b, start)?,
         };
         self.i = end + 1;
@@ -890,8 +890,8 @@ fn scan_string<const UTF8: bool, const AVX2: bool>(
     'windows: while i + 32 <= b.len() {
         let mut mask = match (UTF8, AVX2) {
             #[cfg(target_arch = "x86_64")]
-            // SAFETY: `AVX2` is only true inside `scan_text_avx2` and `Scanner::nested_avx2`,
-            // which are compiled for AVX2 and called only where it was detected.
+            // SAFETY: `AVX2` is only true inside `Scanner::nested_avx2`, which is compiled for
+            // AVX2 and called only where it was detected.
             (true, true) => unsafe { special_mask32_text_avx2(b, i) },
             (true, _) => special_mask32_text(b, i),
             _ => special_mask32(b, i),
@@ -960,29 +960,6 @@ fn scan_text_tail(b: &[u8], start: usize, mut escaped: bool) -> Result<(usize, b
         }
     }
     Err(SyntaxError::new(b.len(), "end of input inside a string"))
-}
-
-/// [`scan_string`] for a body known to be UTF-8, with one 32-byte AVX2 compare per window
-/// where the CPU has AVX2 (detected once and cached by `std`), else two SSE2 ones.
-#[inline(always)]
-fn scan_text(b: &[u8], start: usize) -> Result<(usize, bool), SyntaxError> {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: AVX2 was detected just above.
-        if let Some(found) = unsafe { scan_text_avx2(b, start) } {
-            return Ok(found);
-        }
-        // An error: found again (exactly) below.
-    }
-    scan_string::<true, false>(b, start)
-}
-
-/// [`scan_string`] for text, compiled with AVX2 so that its window mask is inlined. Returns
-/// `None` for an error (which the caller finds again), so the result fits in two registers.
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-fn scan_text_avx2(b: &[u8], start: usize) -> Option<(usize, bool)> {
-    scan_string::<true, true>(b, start).ok()
 }
 
 #[cold]
@@ -1397,8 +1374,8 @@ mod tests {
         let mut bytewise = Scanner::new(text.as_bytes());
         let mut checked = Scanner::from_str(text);
         if bytewise.peek() == Some(b'"') {
-            // The SSE2 window of the text scanner, whatever the CPU has (`checked` uses AVX2
-            // where there is some).
+            // The SSE2 window of the text scanner (strings nested in `value()` above take the
+            // AVX2 one where the CPU has it).
             let sse2 = scan_string::<true, false>(text.as_bytes(), 1);
             let (a, b) = (bytewise.string(), checked.string());
             assert_eq!(a, b, "{text:?}");
