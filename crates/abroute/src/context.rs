@@ -118,6 +118,11 @@ const INLINE_MODELS: usize = 4;
 
 /// Up to `N` items inline; past that, all of them on the heap. Either way the items are one
 /// contiguous slice, so [`RequestContext::models`] can hand out `&[_]`.
+///
+/// Not `smallvec::SmallVec`: its array parameter makes it invariant in `T`, which would make
+/// `RequestContext<'a>` invariant in `'a` (a context borrowing longer-lived data could no longer
+/// be passed where a shorter one is expected; the condition evaluator relies on that). This one
+/// is a plain array and a `Vec`, covariant and free of `unsafe`.
 #[derive(Clone)]
 struct Inline<T, const N: usize> {
     /// The items while there are at most `N` (`items[..len]`); placeholders after them.
