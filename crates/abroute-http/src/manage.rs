@@ -411,22 +411,24 @@ enum Target<'p> {
 }
 
 impl ManagementApi {
-    /// An API over `engine` and `store`, authorizing with `keys`, validating with the default
-    /// [`ValidationOptions`] (use [`validation`](Self::validation) to match the engine's).
+    /// An API over `engine` and `store`, authorizing with `keys`, validating with the engine's
+    /// own [`ValidationOptions`] ([`Engine::options`]), so that a change the API accepts is one
+    /// the engine accepts.
     pub fn new(engine: Arc<Engine>, store: Arc<dyn RouterStore>, keys: ApiKeys) -> ManagementApi {
+        let validation = *engine.options();
         ManagementApi {
             engine,
             store,
             keys,
-            validation: ValidationOptions::default(),
+            validation,
             base: DEFAULT_BASE_PATH.to_owned(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             writer: Mutex::new(()),
         }
     }
 
-    /// Validates with `options`. Give the engine's own options, so that a change the API
-    /// accepts is one the engine accepts.
+    /// Validates with `options` instead of the engine's (stricter options make the API refuse
+    /// more than the engine would).
     pub fn validation(mut self, options: ValidationOptions) -> ManagementApi {
         self.validation = options;
         self

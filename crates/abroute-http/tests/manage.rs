@@ -170,8 +170,8 @@ fn strict_validation_matches_the_engine() {
         Arc::clone(&engine),
         Arc::new(MemoryStore::new()),
         ApiKeys::new().with_key("admin", Permissions::ADMIN),
-    )
-    .validation(ValidationOptions::strict());
+    );
+    // The engine's own options, with nothing to configure twice.
     let (status, e) = send(
         &api,
         Method::POST,
