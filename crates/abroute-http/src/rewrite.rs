@@ -282,7 +282,9 @@ pub fn rewrite(ex: &Extracted<'_>, rw: &Rewrite<'_>) -> Vec<u8> {
             scratch.put(b":");
             scratch.copy_own(p.repl);
         }
-        if ex.model_member().is_none() && members.len() > 0 {
+        // A comma only when a member stays after the new `model` (every member may be
+        // removed: a body holding only an `extra_body` of router keys, or an empty one).
+        if ex.model_member().is_none() && actions.iter().any(|a| *a != Action::Remove) {
             scratch.put(b",");
         }
         Repl::Rendered(start, scratch.len())
@@ -578,6 +580,27 @@ mod tests {
         );
         assert_eq!(out.capacity(), out.len(), "one allocation of exact size");
         String::from_utf8(out).unwrap()
+    }
+
+    /// Found by the `rewrite` fuzz target: with no `model` and every member removed, the new
+    /// `model` member must not be followed by a comma.
+    #[test]
+    fn no_trailing_comma_when_every_member_goes() {
+        for (body, want) in [
+            ("{\"extra_body\":\n\n{\n\n}\n\n}", "{\"model\":\"m\"\n\n}"),
+            (r#"{"extra_body":{}}"#, r#"{"model":"m"}"#),
+            (r#"{"extra_body": { } }"#, r#"{"model":"m" }"#),
+            (
+                r#"{"extra_body":{"metadata":{"a":1}},"extra_body":{"models":[]}}"#,
+                r#"{"model":"m"}"#,
+            ),
+            (r#"{"a":1,"extra_body":{}}"#, r#"{"model":"m","a":1}"#),
+            (r#"{"extra_body":{},"a":1}"#, r#"{"model":"m","a":1}"#),
+        ] {
+            let out = rw(Api::ChatCompletions, body, "m", None);
+            assert_eq!(out, want, "{body}");
+            serde_json::from_str::<Value>(&out).unwrap();
+        }
     }
 
     #[test]
