@@ -4,11 +4,12 @@
 //!   shallow enough for serde_json's recursion limit; serde_json does not check UTF-8 inside
 //!   strings it skips, abroute-http does);
 //! - the context, TTFT limit, needs and messages of an accepted body never panic;
+//! - the parameters rendered ahead of time (`GenerationParams`) rewrite to the same bytes;
 //! - a rewritten body is JSON again, extracts again, names the chosen model, has none of the
 //!   router's `extra_body` keys left, and is the same size as the sizing pass said.
 #![no_main]
 
-use abroute_http::{Api, Precedence, Rewrite, extract, rewrite};
+use abroute_http::{Api, GenerationParams, Precedence, Rewrite, extract, rewrite};
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
 use serde_json::json;
@@ -69,10 +70,23 @@ fuzz_target!(|data: &[u8]| {
         &Rewrite {
             model,
             generation: generation.as_ref(),
+            rendered: None,
             precedence,
         },
     );
     assert_eq!(out.len(), out.capacity(), "the sizing pass was exact");
+    // The parameters rendered ahead of time (as the layer keeps them) write the same bytes.
+    let params = generation.as_ref().map(|g| GenerationParams::new(api, g));
+    let fast = rewrite(
+        &ex,
+        &Rewrite {
+            model,
+            generation: None,
+            rendered: params.as_ref(),
+            precedence,
+        },
+    );
+    assert_eq!(fast, out, "rendered parameters give the same body");
     let again = extract(api, &out).expect("a rewritten body is JSON");
     assert_eq!(again.model(), Some(model));
     if shallow {

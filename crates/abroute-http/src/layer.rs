@@ -56,7 +56,7 @@ use crate::error::ApiError;
 use crate::extract::{Api, extract};
 use crate::response::{DecisionHeaders, merge_metadata, metadata_value};
 use crate::rewrite::{Rewrite, rewrite};
-use crate::route::{RouterOptions, generation_config, route_error};
+use crate::route::{RouterOptions, generation_for, route_error};
 
 /// A source of `now` for health and latencies: a duration since any fixed epoch.
 pub trait Clock: Send + Sync + 'static {
@@ -543,7 +543,7 @@ where
         Ok(d) => d,
         Err(e) => return error_response(&route_error(e)),
     };
-    let config = snapshot.router(router).map(|r| r.config());
+    let loaded = snapshot.router(router);
     let stream = ex.is_stream();
     let start = shared.clock.now();
     let mut plan = decision.plan(&ctx, start);
@@ -562,13 +562,18 @@ where
     let mut last_failed: Option<(Response<ResB>, Attempt<'_>)> = None;
     let mut last_attempt: Option<Attempt<'_>> = None;
     while let Some(attempt) = plan.next() {
-        let generation =
-            config.and_then(|c| generation_config(c, decision.route_id(), attempt.variant_index()));
+        let (generation, rendered) = generation_for(
+            loaded,
+            decision.route_id(),
+            attempt.variant_index(),
+            ex.api(),
+        );
         let out = rewrite(
             &ex,
             &Rewrite {
                 model: opts.body_model(attempt.model_id()),
                 generation,
+                rendered,
                 precedence: opts.get_precedence(),
             },
         );

@@ -10,8 +10,10 @@
 //!   5xx and timeouts, reports every outcome to the engine, and sets the `x-abroute-*` headers.
 //! - The hot path in pieces, for hosts that drive it themselves: [`extract()`] (one validating
 //!   pass over the body, borrowing from it), [`Extracted::context`] (the
-//!   [`RequestContext`](abroute::RequestContext)), [`generation_config`] and [`rewrite()`] (one
-//!   allocation of exact size; every byte not owned by the router copied as it was), or
+//!   [`RequestContext`](abroute::RequestContext)), [`generation_for`] (the variant's generation
+//!   parameters, rendered once per loaded router; [`generation_config`] gives the raw value) and
+//!   [`rewrite()`] (one allocation of exact size; every byte not owned by the router copied as
+//!   it was), or
 //!   [`RouterOptions::route`] for all of it in one call.
 //! - [`ApiError`]: errors in the OpenAI shape with the right status.
 //! - [`ManagementApi`] and [`ManagementService`]: Inworld's routerAPI (create, list, get,
@@ -74,10 +76,10 @@ pub use response::{
     ASSIGNED_VARIANT_HEADER, DecisionHeaders, MODEL_HEADER, ROUTE_HEADER, ROUTER_HEADER,
     VARIANT_HEADER, VERSION_HEADER, merge_metadata, metadata_value,
 };
-pub use rewrite::{Precedence, Rewrite, rewrite};
+pub use rewrite::{GenerationParams, Precedence, RenderedGeneration, Rewrite, rewrite};
 pub use route::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PREFIX, Routed, RouterOptions, Routing,
-    generation_config, route_error, strip_provider,
+    generation_config, generation_for, route_error, strip_provider,
 };
 
 /// The HTTP guide's examples (`docs/http.md`), compiled and run as doctests.

@@ -53,6 +53,10 @@ pub struct Rewrite<'r> {
     pub model: &'r str,
     /// The effective `text_generation_config` (see [`generation_config`](crate::generation_config)).
     pub generation: Option<&'r Value>,
+    /// The same parameters mapped and rendered ahead of time ([`GenerationParams`], as
+    /// [`RenderedGeneration`] keeps them per router); when given, `generation` is not read and
+    /// the rewrite only copies their bytes. The output is the same either way.
+    pub rendered: Option<&'r GenerationParams>,
     /// Who wins when both set a parameter.
     pub precedence: Precedence,
 }
@@ -121,6 +125,8 @@ enum Repl<'r> {
     Effort(&'r str),
     /// `{"type": "enabled", "budget_tokens": <n>}`.
     Thinking(&'r Value),
+    /// A value rendered ahead of time ([`GenerationParams`]).
+    Bytes(&'r [u8]),
     /// Bytes already rendered into the scratch buffer: `start..end`. Every edit's replacement
     /// is rendered before the output is sized: a parameter's value, the model string, or (for
     /// the last `model`, or a new `"model":` member when the body has none) the model followed
@@ -213,6 +219,135 @@ fn map_param<'r>(api: Api, key: &'r str, v: &'r Value) -> Option<Param<'r>> {
     })
 }
 
+/// The parameters of a `text_generation_config` mapped to `api`, in the config's order, each
+/// name at most once (the first entry that claims a name wins).
+fn mapped_params<'r>(api: Api, generation: &'r Value, mut push: impl FnMut(Param<'r>)) {
+    let Value::Object(map) = generation else {
+        return;
+    };
+    let mut seen: SmallList<Names<'r>, 8> = SmallList::default();
+    for (k, v) in map {
+        if let Some(p) = map_param(api, k, v)
+            && !seen.iter().any(|q| q.overlaps(&p.names))
+        {
+            seen.push(p.names);
+            push(p);
+        }
+    }
+}
+
+/// [`Names`] that own their one name, to be kept beyond the config.
+#[derive(Debug, Clone)]
+enum OwnedNames {
+    Static(&'static [&'static str]),
+    One(Box<str>),
+}
+
+impl OwnedNames {
+    fn as_names(&self) -> Names<'_> {
+        match self {
+            OwnedNames::Static(list) => Names::Static(list),
+            OwnedNames::One(s) => Names::One(s),
+        }
+    }
+}
+
+/// One parameter, mapped and rendered.
+#[derive(Debug, Clone)]
+struct RenderedParam {
+    names: OwnedNames,
+    bytes: Box<[u8]>,
+}
+
+/// A `text_generation_config` mapped to one API and rendered once, so that a rewrite copies
+/// bytes instead of mapping names and formatting numbers on every request. [`rewrite`] gives
+/// the same output with these as with the config itself.
+#[derive(Debug, Clone, Default)]
+pub struct GenerationParams {
+    params: Vec<RenderedParam>,
+}
+
+impl GenerationParams {
+    /// Maps and renders `generation` for `api`.
+    pub fn new(api: Api, generation: &Value) -> GenerationParams {
+        let mut params = Vec::new();
+        mapped_params(api, generation, |p| {
+            let mut bytes = Vec::new();
+            write_repl(&mut bytes, p.repl);
+            let names = match p.names {
+                Names::Static(list) => OwnedNames::Static(list),
+                Names::One(s) => OwnedNames::One(s.into()),
+            };
+            params.push(RenderedParam {
+                names,
+                bytes: bytes.into(),
+            });
+        });
+        GenerationParams { params }
+    }
+
+    /// How many parameters there are.
+    pub fn len(&self) -> usize {
+        self.params.len()
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.params.is_empty()
+    }
+}
+
+/// Every variant's effective generation parameters of one router
+/// ([`generation_config`](crate::generation_config)), for each API, rendered once per loaded
+/// router and kept in its [`LoadedRouter::extension`](abroute::LoadedRouter::extension) slot.
+/// The layer reads it on every attempt; the first request after a router changes builds it.
+#[derive(Debug, Default)]
+pub struct RenderedGeneration {
+    /// By route (the conditional routes in order, then the default route): its id and, per
+    /// variant, the parameters for chat completions, responses and messages.
+    routes: Vec<(Box<str>, Vec<[GenerationParams; 3]>)>,
+}
+
+impl RenderedGeneration {
+    /// Renders every variant of `config`.
+    pub fn new(config: &abroute::RouterConfig) -> RenderedGeneration {
+        let routes = config
+            .routes
+            .iter()
+            .map(|r| &r.route)
+            .chain(config.default_route.as_ref())
+            .map(|route| {
+                let variants = (0..route.variants.len())
+                    .map(|i| {
+                        let g = crate::generation_config(config, &route.route_id, i);
+                        [Api::ChatCompletions, Api::Responses, Api::Messages]
+                            .map(|api| g.map(|g| GenerationParams::new(api, g)).unwrap_or_default())
+                    })
+                    .collect();
+                (route.route_id.as_str().into(), variants)
+            })
+            .collect();
+        RenderedGeneration { routes }
+    }
+
+    /// The rendering kept with `router`, built on first use. `None` only when the router's
+    /// extension slot holds something else.
+    pub fn of(router: &abroute::LoadedRouter) -> Option<&RenderedGeneration> {
+        router.extension(RenderedGeneration::new)
+    }
+
+    /// The parameters of variant `variant_index` of route `route_id` for `api`.
+    pub fn get(&self, route_id: &str, variant_index: usize, api: Api) -> Option<&GenerationParams> {
+        let (_, variants) = self.routes.iter().find(|(id, _)| &**id == route_id)?;
+        let per_api = variants.get(variant_index)?;
+        Some(match api {
+            Api::ChatCompletions => &per_api[0],
+            Api::Responses => &per_api[1],
+            Api::Messages => &per_api[2],
+        })
+    }
+}
+
 /// Rewrites the extracted body for one attempt. The result is one allocation of exactly its
 /// length.
 pub fn rewrite(ex: &Extracted<'_>, rw: &Rewrite<'_>) -> Vec<u8> {
@@ -221,14 +356,16 @@ pub fn rewrite(ex: &Extracted<'_>, rw: &Rewrite<'_>) -> Vec<u8> {
 
     // The generation parameters, mapped.
     let mut params: SmallList<Param<'_>, 8> = SmallList::default();
-    if let Some(Value::Object(map)) = rw.generation {
-        for (k, v) in map {
-            if let Some(p) = map_param(ex.api(), k, v)
-                && !params.iter().any(|q| q.names.overlaps(&p.names))
-            {
-                params.push(p);
-            }
+    if let Some(rendered) = rw.rendered {
+        for p in &rendered.params {
+            params.push(Param {
+                names: p.names.as_names(),
+                repl: Repl::Bytes(&p.bytes),
+                present: false,
+            });
         }
+    } else if let Some(generation) = rw.generation {
+        mapped_params(ex.api(), generation, |p| params.push(p));
     }
 
     // One pass over the members: what happens to each, and which parameters the body has.
@@ -427,6 +564,7 @@ fn member_edits<'r, const N: usize, const M: usize>(
 fn write_repl<W: Sink>(out: &mut W, repl: Repl<'_>) {
     match repl {
         Repl::Nothing | Repl::Rendered(..) => {}
+        Repl::Bytes(b) => out.put(b),
         Repl::Str(s) => write_str(out, s),
         Repl::Json(v) => write_value(out, v),
         Repl::LogitBias(v) => write_logit_bias(out, v),
@@ -575,11 +713,64 @@ mod tests {
             &Rewrite {
                 model,
                 generation,
+                rendered: None,
                 precedence: Precedence::Router,
             },
         );
         assert_eq!(out.capacity(), out.len(), "one allocation of exact size");
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn rendered_generation_per_route_variant_and_api() {
+        let config = abroute::RouterConfig::from_json(
+            r#"{ "name": "r", "routes": [ { "route": { "route_id": "own", "variants": [
+              { "variant": { "variant_id": "a", "model_id": "p/a",
+                "text_generation_config": { "maxTokens": 7, "seed": 3 } }, "weight": 1 },
+              { "variant": { "variant_id": "b", "model_id": "p/b" }, "weight": 1 } ] },
+              "condition": { "cel_expression": "true" } } ],
+              "defaultRoute": { "route_id": "d", "variants": [
+              { "variant": { "variant_id": "c", "model_id": "p/c" }, "weight": 1 } ] },
+              "defaults": { "text_generation_config": { "temperature": 0.5 } } }"#,
+        )
+        .unwrap();
+        let g = RenderedGeneration::new(&config);
+        let body = r#"{"model":"x"}"#;
+        let with = |params: Option<&GenerationParams>, api: Api| {
+            let ex = extract(api, body.as_bytes()).unwrap();
+            String::from_utf8(rewrite(
+                &ex,
+                &Rewrite {
+                    model: "m",
+                    generation: None,
+                    rendered: params,
+                    precedence: Precedence::Router,
+                },
+            ))
+            .unwrap()
+        };
+        let chat = Api::ChatCompletions;
+        assert_eq!(
+            with(g.get("own", 0, chat), chat),
+            r#"{"model":"m","max_tokens":7,"seed":3}"#
+        );
+        // Responses has no `seed`, and calls max_tokens `max_output_tokens`.
+        assert_eq!(
+            with(g.get("own", 0, Api::Responses), Api::Responses),
+            r#"{"model":"m","max_output_tokens":7}"#
+        );
+        // No config of its own: the router's default, as a whole.
+        assert_eq!(
+            with(g.get("own", 1, chat), chat),
+            r#"{"model":"m","temperature":0.5}"#
+        );
+        assert_eq!(
+            with(g.get("d", 0, chat), chat),
+            r#"{"model":"m","temperature":0.5}"#
+        );
+        assert!(g.get("d", 1, chat).is_none());
+        assert!(g.get("nope", 0, chat).is_none());
+        assert_eq!(g.get("own", 0, chat).map(GenerationParams::len), Some(2));
     }
 
     /// Found by the `rewrite` fuzz target: with no `model` and every member removed, the new

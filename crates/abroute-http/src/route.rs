@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::error::ApiError;
 use crate::extract::{Api, extract};
-use crate::rewrite::{Precedence, Rewrite, rewrite};
+use crate::rewrite::{GenerationParams, Precedence, RenderedGeneration, Rewrite, rewrite};
 
 /// The default model prefix that names a router: `inworld/<router>`.
 pub const DEFAULT_MODEL_PREFIX: &str = "inworld/";
@@ -203,13 +203,14 @@ impl RouterOptions {
                 decision.variant_index(),
             ),
         };
-        let generation =
-            loaded.and_then(|r| generation_config(r.config(), decision.route_id(), variant_index));
+        let (generation, rendered) =
+            generation_for(loaded, decision.route_id(), variant_index, ex.api());
         let out = rewrite(
             &ex,
             &Rewrite {
                 model: self.body_model(model_id),
                 generation,
+                rendered,
                 precedence: self.precedence,
             },
         );
@@ -288,6 +289,24 @@ pub fn generation_config<'c>(
             .get("text_generation_config")
             .or_else(|| defaults.get("textGenerationConfig"))
     })
+}
+
+/// An attempt's generation settings as a [`Rewrite`] takes them: the parameters rendered once
+/// per loaded router ([`RenderedGeneration`], the fast path), or the config value when the
+/// router's extension slot holds something else. The rewritten body is the same either way.
+pub fn generation_for<'r>(
+    router: Option<&'r abroute::LoadedRouter>,
+    route_id: &str,
+    variant_index: usize,
+    api: Api,
+) -> (Option<&'r Value>, Option<&'r GenerationParams>) {
+    let Some(r) = router else {
+        return (None, None);
+    };
+    match RenderedGeneration::of(r).and_then(|g| g.get(route_id, variant_index, api)) {
+        Some(params) => (None, Some(params)),
+        None => (generation_config(r.config(), route_id, variant_index), None),
+    }
 }
 
 /// `gpt-4.1` for `openai/gpt-4.1`; a model without a provider is returned as is.

@@ -1,7 +1,7 @@
 //! Table tests for rewriting, byte for byte: what changes (model, generation parameters, the
 //! router's `extra_body` keys) and what must not (everything else, however it is written).
 
-use abroute_http::{Api, Precedence, Rewrite, extract, rewrite};
+use abroute_http::{Api, GenerationParams, Precedence, Rewrite, extract, rewrite};
 use serde_json::{Value, json};
 
 struct Case {
@@ -47,6 +47,7 @@ fn run(c: &Case) {
         &Rewrite {
             model: "openai/gpt-4.1",
             generation: c.generation.as_ref(),
+            rendered: None,
             precedence: c.precedence,
         },
     );
@@ -62,6 +63,28 @@ fn run(c: &Case) {
         "case {:?}",
         c.name
     );
+    // The same parameters rendered ahead of time (as the layer keeps them per router) give the
+    // same bytes.
+    let params = c
+        .generation
+        .as_ref()
+        .map(|g| GenerationParams::new(c.api, g));
+    let fast = rewrite(
+        &ex,
+        &Rewrite {
+            model: "openai/gpt-4.1",
+            generation: None,
+            rendered: params.as_ref(),
+            precedence: c.precedence,
+        },
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&fast),
+        c.expected,
+        "case {:?}, rendered",
+        c.name
+    );
+    assert_eq!(fast.len(), fast.capacity(), "{}: rendered, exact", c.name);
 }
 
 #[test]
@@ -221,6 +244,7 @@ fn model_values_are_escaped() {
         &Rewrite {
             model: "we\"ird\\model\n",
             generation: None,
+            rendered: None,
             precedence: Precedence::Router,
         },
     );
@@ -238,6 +262,7 @@ fn a_1mb_body_is_copied_exactly() {
         &Rewrite {
             model: "m",
             generation: None,
+            rendered: None,
             precedence: Precedence::Router,
         },
     );

@@ -270,6 +270,7 @@ proptest! {
         let out = rewrite(&ex, &Rewrite {
             model: "p/m",
             generation: generation.as_ref(),
+            rendered: None,
             precedence: Precedence::Router,
         });
         prop_assert_eq!(out.len(), out.capacity());
@@ -298,7 +299,7 @@ proptest! {
             prop_assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok());
             let _ = ex.context(None);
             let _ = ex.ttft_timeout();
-            let out = rewrite(&ex, &Rewrite { model: "m", generation: None, precedence: Precedence::Router });
+            let out = rewrite(&ex, &Rewrite { model: "m", generation: None, rendered: None, precedence: Precedence::Router });
             prop_assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&out).is_ok());
         }
     }

@@ -26,7 +26,8 @@
 //! assert!(snapshot.route("nope", &RequestContext::new()).is_err());
 //! ```
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::any::Any;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
@@ -47,9 +48,48 @@ use crate::validate::ValidationOptions;
 pub struct LoadedRouter {
     compiled: CompiledRouter,
     config: RouterConfig,
+    extension: Extension,
+}
+
+/// What a host derived from one loaded router (see [`LoadedRouter::extension`]).
+#[derive(Default)]
+struct Extension(OnceLock<Box<dyn Any + Send + Sync>>);
+
+impl std::fmt::Debug for Extension {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Extension(built)"
+        } else {
+            "Extension(empty)"
+        })
+    }
 }
 
 impl LoadedRouter {
+    fn new(compiled: CompiledRouter, config: RouterConfig) -> LoadedRouter {
+        LoadedRouter {
+            compiled,
+            config,
+            extension: Extension::default(),
+        }
+    }
+
+    /// Data a host or adapter derives from this router's config, such as the HTTP adapter's
+    /// rendered generation parameters: built by `build` on the first call, then shared by every
+    /// request that loads this router (one atomic load; no lock once built). A changed router
+    /// is a new `LoadedRouter`, so the data never outlives its config.
+    ///
+    /// One type per router: `None` when the slot already holds a value of another type.
+    pub fn extension<T: Any + Send + Sync>(
+        &self,
+        build: impl FnOnce(&RouterConfig) -> T,
+    ) -> Option<&T> {
+        self.extension
+            .0
+            .get_or_init(|| Box::new(build(&self.config)))
+            .downcast_ref::<T>()
+    }
+
     /// The compiled tables.
     pub fn compiled(&self) -> &CompiledRouter {
         &self.compiled
@@ -162,7 +202,7 @@ fn insert(
 ) {
     compiled.set_version(version);
     let name: Box<str> = config.name.as_str().into();
-    routers.insert(name, Arc::new(LoadedRouter { compiled, config }));
+    routers.insert(name, Arc::new(LoadedRouter::new(compiled, config)));
 }
 
 /// Whether any variant of `config` has an attempt order that observed metrics can change.
@@ -296,10 +336,7 @@ impl Engine {
                 // Each config compiled once already: it cannot fail now.
                 if let Ok(mut compiled) = self.compile(&loaded.config) {
                     compiled.set_version(loaded.compiled.version());
-                    *loaded = Arc::new(LoadedRouter {
-                        compiled,
-                        config: loaded.config.clone(),
-                    });
+                    *loaded = Arc::new(LoadedRouter::new(compiled, loaded.config.clone()));
                     changed = true;
                 }
             }

@@ -361,6 +361,35 @@ fn apply_publishes_a_batch_as_one_version_or_nothing() {
     );
 }
 
+#[test]
+fn a_loaded_routers_extension_is_built_once_per_config() {
+    let engine = Engine::new();
+    engine
+        .upsert(router("r", "default", &[("a", "m", 1)]))
+        .unwrap();
+    let builds = std::sync::atomic::AtomicUsize::new(0);
+    let build = |c: &RouterConfig| {
+        builds.fetch_add(1, Ordering::SeqCst);
+        c.name.len()
+    };
+    let snap = engine.load();
+    let r = snap.router("r").unwrap();
+    assert_eq!(r.extension(build), Some(&1));
+    assert_eq!(r.extension(build), Some(&1));
+    assert_eq!(builds.load(Ordering::SeqCst), 1, "built once, then shared");
+    // One type per router: another type finds the slot taken.
+    assert_eq!(r.extension(|_| "other"), None);
+    // A changed router is a new `LoadedRouter`: its extension is built anew.
+    engine
+        .upsert(router("r", "default", &[("b", "m", 1)]))
+        .unwrap();
+    assert_eq!(
+        engine.load().router("r").unwrap().extension(build),
+        Some(&1)
+    );
+    assert_eq!(builds.load(Ordering::SeqCst), 2);
+}
+
 /// Readers route while a writer alternates between two configs (and throws in invalid ones).
 /// Every decision must belong wholly to the config of its version: never a mix.
 #[test]
