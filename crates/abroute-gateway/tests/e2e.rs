@@ -114,23 +114,7 @@ async fn fails_over_on_429_503_timeouts_and_connect_errors() {
         ("rslow", "openai/slow", "timeout"),
         ("rdead", "dead/model", "server_error"),
     ] {
-        let r = h
-            .create(&failover_router(name, primary, "openai/backup"))
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-        let r = h.chat(&chat_body(name, "")).await;
-        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text());
-        assert_eq!(r.header("x-abroute-model"), "openai/backup", "{name}");
-        let body = r.json();
-        assert_eq!(body["model"], "backup");
-        assert_eq!(
-            attempt_models(&body),
-            vec![
-                (primary.to_owned(), format!("failure:{class}")),
-                ("openai/backup".to_owned(), "success".to_owned())
-            ],
-            "{name}"
-        );
+        let body = h.fails_over_to_backup(name, primary, class).await;
         assert_eq!(body["metadata"]["served_model_id"], "openai/backup");
     }
     assert_eq!(h.mock.hits("limited"), 1);
@@ -172,21 +156,7 @@ async fn the_in_process_mock_fails_over_times_out_and_streams() {
         ("p429", "openai/limited", "rate_limited"),
         ("pslow", "openai/slow", "timeout"),
     ] {
-        let r = h
-            .create(&failover_router(name, primary, "openai/backup"))
-            .await;
-        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
-        let r = h.chat(&chat_body(name, "")).await;
-        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text());
-        assert_eq!(r.header("x-abroute-model"), "openai/backup", "{name}");
-        assert_eq!(
-            attempt_models(&r.json()),
-            vec![
-                (primary.to_owned(), format!("failure:{class}")),
-                ("openai/backup".to_owned(), "success".to_owned())
-            ],
-            "{name}"
-        );
+        h.fails_over_to_backup(name, primary, class).await;
     }
     let seen = h.mock.seen();
     assert!(!seen.is_empty());

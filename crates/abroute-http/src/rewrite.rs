@@ -317,9 +317,11 @@ impl RenderedGeneration {
             .map(|r| &r.route)
             .chain(config.default_route.as_ref())
             .map(|route| {
-                let variants = (0..route.variants.len())
-                    .map(|i| {
-                        let g = crate::generation_config(config, &route.route_id, i);
+                let variants = route
+                    .variants
+                    .iter()
+                    .map(|wv| {
+                        let g = crate::route::variant_generation(config, &wv.variant);
                         [Api::ChatCompletions, Api::Responses, Api::Messages]
                             .map(|api| g.map(|g| GenerationParams::new(api, g)).unwrap_or_default())
                     })

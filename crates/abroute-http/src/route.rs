@@ -282,7 +282,15 @@ pub fn generation_config<'c>(
         .map(|r| &r.route)
         .chain(config.default_route.as_ref())
         .find(|r| r.route_id == route_id)?;
-    let variant = &route.variants.get(variant_index)?.variant;
+    variant_generation(config, &route.variants.get(variant_index)?.variant)
+}
+
+/// The effective `text_generation_config` of `variant`, a variant of `config` (see
+/// [`generation_config`]).
+pub(crate) fn variant_generation<'c>(
+    config: &'c RouterConfig,
+    variant: &'c abroute::config::Variant,
+) -> Option<&'c Value> {
     variant.text_generation_config.as_ref().or_else(|| {
         let defaults = config.defaults.as_ref()?;
         defaults

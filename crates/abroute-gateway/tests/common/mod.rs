@@ -109,6 +109,29 @@ impl Harness {
             .await
     }
 
+    /// Creates router `name` (`primary`, then `openai/backup`), chats once, and checks that
+    /// the answer came from the backup after one failure of `class`. Returns the body.
+    pub async fn fails_over_to_backup(&self, name: &str, primary: &str, class: &str) -> Value {
+        let r = self
+            .create(&failover_router(name, primary, "openai/backup"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let r = self.chat(&chat_body(name, "")).await;
+        assert_eq!(r.status, StatusCode::OK, "{name}: {}", r.text());
+        assert_eq!(r.header("x-abroute-model"), "openai/backup", "{name}");
+        let body = r.json();
+        assert_eq!(body["model"], "backup", "{name}");
+        assert_eq!(
+            attempt_models(&body),
+            vec![
+                (primary.to_owned(), format!("failure:{class}")),
+                ("openai/backup".to_owned(), "success".to_owned())
+            ],
+            "{name}"
+        );
+        body
+    }
+
     pub async fn create(&self, router: &str) -> Response {
         self.request(Method::POST, "/router/v1/routers", router, Some(ADMIN))
             .await
