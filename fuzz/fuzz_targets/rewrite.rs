@@ -72,6 +72,7 @@ fuzz_target!(|data: &[u8]| {
             generation: generation.as_ref(),
             rendered: None,
             precedence,
+            ..Default::default()
         },
     );
     assert_eq!(out.len(), out.capacity(), "the sizing pass was exact");
@@ -84,6 +85,7 @@ fuzz_target!(|data: &[u8]| {
             generation: None,
             rendered: params.as_ref(),
             precedence,
+            ..Default::default()
         },
     );
     assert_eq!(fast, out, "rendered parameters give the same body");

@@ -84,6 +84,7 @@ fn route_rewrite(engine: &Engine, body: &[u8]) -> usize {
             generation,
             rendered,
             precedence: Precedence::Router,
+            ..Default::default()
         },
     );
     out.len()

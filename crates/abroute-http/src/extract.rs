@@ -238,6 +238,10 @@ pub struct Extracted<'a> {
     user: Option<Cow<'a, str>>,
     stream: bool,
     conversation: Option<ValueSpan>,
+    /// The messages API's `system`.
+    system: Option<ValueSpan>,
+    /// The offset of the top-level `}`.
+    object_end: usize,
     extra_body_member: Option<usize>,
     extra_members: SmallList<Member, 8>,
     metadata: Option<ValueSpan>,
@@ -252,6 +256,7 @@ pub struct Extracted<'a> {
     models_len: usize,
     models_strings: bool,
     fallback: Option<ValueSpan>,
+    prompt_variables: Option<ValueSpan>,
     stats: ContentStats,
     tools: bool,
     functions: bool,
@@ -320,6 +325,8 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
         user: None,
         stream: false,
         conversation: None,
+        system: None,
+        object_end: 0,
         extra_body_member: None,
         extra_members: SmallList::default(),
         metadata: None,
@@ -330,6 +337,7 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
         models_len: 0,
         models_strings: true,
         fallback: None,
+        prompt_variables: None,
         stats: ContentStats::default(),
         tools: false,
         functions: false,
@@ -347,57 +355,60 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
     ex.object_start = sc.pos();
     let mut model_key: Option<StrSpan> = None;
     let mut user_str: Option<StrSpan> = None;
-    sc.object(|sc, key| {
-        let kind = classify(api, body, &key)?;
-        let (value, string) = match kind {
-            Key::Conversation | Key::Text | Key::Tools | Key::Functions => {
-                (sc.value_counting(Some(&mut ex.stats))?, None)
+    let object = sc
+        .object(|sc, key| {
+            let kind = classify(api, body, &key)?;
+            let (value, string) = match kind {
+                Key::Conversation | Key::Text | Key::Tools | Key::Functions => {
+                    (sc.value_counting(Some(&mut ex.stats))?, None)
+                }
+                Key::Format => {
+                    let (v, schema) = format_type(sc, false)?;
+                    ex.response_schema = schema;
+                    (v, None)
+                }
+                Key::TextFormat => {
+                    let (v, schema) = format_type(sc, true)?;
+                    ex.response_schema = schema;
+                    (v, None)
+                }
+                Key::AnthropicMetadata => {
+                    let (v, user) = anthropic_user(sc)?;
+                    user_str = user;
+                    (v, None)
+                }
+                Key::ExtraBody => (ex.extra_body(sc)?, None),
+                _ => sc.value_str()?,
+            };
+            match kind {
+                Key::Model => {
+                    ex.model_member = Some(ex.members.len());
+                    model_key = string;
+                }
+                Key::User => user_str = string,
+                Key::Stream => ex.stream = value.span.of(body) == b"true",
+                Key::Conversation => ex.conversation = Some(value),
+                Key::Text if api == Api::Messages => ex.system = Some(value),
+                Key::Tools => ex.tools = is_nonempty_array(body, value),
+                Key::Functions => ex.functions = is_nonempty_array(body, value),
+                Key::OutputTokens => {
+                    ex.output_tokens = (value.kind == Kind::Number)
+                        .then(|| std::str::from_utf8(value.span.of(body)).ok()?.parse().ok())
+                        .flatten();
+                }
+                Key::ExtraBody => ex.extra_body_member = Some(ex.members.len()),
+                _ => {}
             }
-            Key::Format => {
-                let (v, schema) = format_type(sc, false)?;
-                ex.response_schema = schema;
-                (v, None)
-            }
-            Key::TextFormat => {
-                let (v, schema) = format_type(sc, true)?;
-                ex.response_schema = schema;
-                (v, None)
-            }
-            Key::AnthropicMetadata => {
-                let (v, user) = anthropic_user(sc)?;
-                user_str = user;
-                (v, None)
-            }
-            Key::ExtraBody => (ex.extra_body(sc)?, None),
-            _ => sc.value_str()?,
-        };
-        match kind {
-            Key::Model => {
-                ex.model_member = Some(ex.members.len());
-                model_key = string;
-            }
-            Key::User => user_str = string,
-            Key::Stream => ex.stream = value.span.of(body) == b"true",
-            Key::Conversation => ex.conversation = Some(value),
-            Key::Tools => ex.tools = is_nonempty_array(body, value),
-            Key::Functions => ex.functions = is_nonempty_array(body, value),
-            Key::OutputTokens => {
-                ex.output_tokens = (value.kind == Kind::Number)
-                    .then(|| std::str::from_utf8(value.span.of(body)).ok()?.parse().ok())
-                    .flatten();
-            }
-            Key::ExtraBody => ex.extra_body_member = Some(ex.members.len()),
-            _ => {}
-        }
-        let kind = match kind {
-            Key::Model => MemberKind::Model,
-            Key::ExtraBody => MemberKind::ExtraBody,
-            _ => MemberKind::Other,
-        };
-        ex.members.push(Member::new(key, value, kind));
-        Ok(())
-    })
-    .map_err(located)?;
+            let kind = match kind {
+                Key::Model => MemberKind::Model,
+                Key::ExtraBody => MemberKind::ExtraBody,
+                _ => MemberKind::Other,
+            };
+            ex.members.push(Member::new(key, value, kind));
+            Ok(())
+        })
+        .map_err(located)?;
+    ex.object_end = object.end - 1;
     sc.end().map_err(located)?;
     ex.model = model_key
         .map(|s| ex.decode(&s))
@@ -500,6 +511,7 @@ impl<'a> Extracted<'a> {
         self.metadata = None;
         self.models = None;
         self.fallback = None;
+        self.prompt_variables = None;
         sc.ws();
         if sc.peek() != Some(b'{') {
             return sc.value();
@@ -517,7 +529,8 @@ impl<'a> Extracted<'a> {
                 Some(RouterKey::Metadata) => self.metadata = Some(value),
                 Some(RouterKey::Models) => self.models = Some(value),
                 Some(RouterKey::Fallback) => self.fallback = Some(value),
-                Some(RouterKey::PromptVariables) | None => {}
+                Some(RouterKey::PromptVariables) => self.prompt_variables = Some(value),
+                None => {}
             }
             let kind = match router {
                 Some(_) => MemberKind::Router,
@@ -864,6 +877,36 @@ impl<'a> Extracted<'a> {
     /// The members of the last `extra_body` (when it is an object).
     pub(crate) fn extra_members(&self) -> &SmallList<Member, 8> {
         &self.extra_members
+    }
+
+    /// The offset of the top-level `}`.
+    pub(crate) fn object_end(&self) -> usize {
+        self.object_end
+    }
+
+    /// The conversation's value (`messages`, or `input` for responses), the last one written.
+    pub(crate) fn conversation(&self) -> Option<ValueSpan> {
+        self.conversation
+    }
+
+    /// The messages API's `system` value, the last one written.
+    pub(crate) fn system(&self) -> Option<ValueSpan> {
+        self.system
+    }
+
+    /// The entries of `extra_body.prompt_variables` (when it is an object), in order.
+    pub(crate) fn prompt_variables(&self) -> SmallList<(StrSpan, ValueSpan), 8> {
+        let mut entries = SmallList::default();
+        let Some(v) = self.prompt_variables.filter(|v| v.kind == Kind::Object) else {
+            return entries;
+        };
+        let mut sc = self.scanner_at(v.span.start);
+        // The body was scanned whole already: this cannot fail, and would only lose entries.
+        let _ = sc.object(|sc, key| {
+            entries.push((key, sc.value()?));
+            Ok(())
+        });
+        entries
     }
 }
 

@@ -790,6 +790,13 @@ pub fn write_str<W: Sink>(out: &mut W, s: &str) {
         return;
     }
     out.put(b"\"");
+    write_str_content(out, s);
+    out.put(b"\"");
+}
+
+/// Writes `s` escaped as the content of a JSON string, without the quotes.
+pub fn write_str_content<W: Sink>(out: &mut W, s: &str) {
+    let bytes = s.as_bytes();
     let mut from = 0;
     for (i, &b) in bytes.iter().enumerate() {
         let esc: &[u8] = match b {
@@ -818,7 +825,6 @@ pub fn write_str<W: Sink>(out: &mut W, s: &str) {
         from = i + 1;
     }
     out.put(&bytes[from..]);
-    out.put(b"\"");
 }
 
 /// Where rewritten bytes go: the output body, or a counter that sizes it first.

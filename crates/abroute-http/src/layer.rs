@@ -56,7 +56,7 @@ use crate::error::ApiError;
 use crate::extract::{Api, extract};
 use crate::response::{DecisionHeaders, merge_metadata, metadata_value};
 use crate::rewrite::{Rewrite, rewrite};
-use crate::route::{RouterOptions, generation_for, route_error};
+use crate::route::{RouterOptions, generation_for, route_error, templates_for};
 
 /// A source of `now` for health and latencies: a duration since any fixed epoch.
 pub trait Clock: Send + Sync + 'static {
@@ -568,6 +568,8 @@ where
             attempt.variant_index(),
             ex.api(),
         );
+        let (message_templates, templates) =
+            templates_for(loaded, decision.route_id(), attempt.variant_index());
         let out = rewrite(
             &ex,
             &Rewrite {
@@ -575,6 +577,8 @@ where
                 generation,
                 rendered,
                 precedence: opts.get_precedence(),
+                message_templates,
+                templates,
             },
         );
         let info = UpstreamAttempt {

@@ -57,6 +57,7 @@ pub mod manage;
 pub mod response;
 pub mod rewrite;
 pub mod route;
+pub mod template;
 
 pub use auth::{ApiKeys, AuthError, Permission, Permissions};
 pub use body::{AbrouteBody, BoxError, Full};
@@ -79,8 +80,9 @@ pub use response::{
 pub use rewrite::{GenerationParams, Precedence, RenderedGeneration, Rewrite, rewrite};
 pub use route::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PREFIX, Routed, RouterOptions, Routing,
-    generation_config, generation_for, route_error, strip_provider,
+    generation_config, generation_for, route_error, strip_provider, templates_for,
 };
+pub use template::{MessageTemplates, TemplateError};
 
 /// The HTTP guide's examples (`docs/http.md`), compiled and run as doctests.
 #[cfg(doctest)]

@@ -28,12 +28,17 @@
 //! | any other key | same name | same name | same name |
 //!
 //! camelCase spellings (`maxTokens`, `topP`, ...) are read too; `null` values are skipped.
+//!
+//! 4. **message templates**: when the variant (or the router's `defaults`) has
+//!    `message_templates`, they go in front of the request's messages, filled in from
+//!    `extra_body.prompt_variables` (see [`template`](crate::template)).
 
 use serde_json::Value;
 
 use crate::extract::{Api, Extracted, Member, MemberKind};
-use crate::json::{Sink, StrSpan, write_str, write_value};
+use crate::json::{Counter, Kind, Sink, Span, StrSpan, ValueSpan, write_str, write_value};
 use crate::list::SmallList;
+use crate::template::{MessageTemplates, Selection, Vars};
 
 /// Which value wins when the body and the router's generation config both set a parameter.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
@@ -47,7 +52,7 @@ pub enum Precedence {
 }
 
 /// What to write for one attempt.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub struct Rewrite<'r> {
     /// The model to call (the attempt's model id, possibly without its provider prefix).
     pub model: &'r str,
@@ -59,6 +64,13 @@ pub struct Rewrite<'r> {
     pub rendered: Option<&'r GenerationParams>,
     /// Who wins when both set a parameter.
     pub precedence: Precedence,
+    /// The effective `message_templates` as configured (see
+    /// [`templates_for`](crate::templates_for)), parsed on each call when `templates` is `None`.
+    pub message_templates: Option<&'r Value>,
+    /// The same templates parsed ahead of time ([`MessageTemplates`], as
+    /// [`RenderedGeneration`] keeps them per router); when given, `message_templates` is not
+    /// read. The output is the same either way.
+    pub templates: Option<&'r MessageTemplates>,
 }
 
 /// The names a parameter is written under; the first is used when inserting.
@@ -132,6 +144,24 @@ enum Repl<'r> {
     /// the last `model`, or a new `"model":` member when the body has none) the model followed
     /// by every parameter to insert (`,"name":value`).
     Rendered(usize, usize),
+    /// Message templates, filled in as they are written.
+    Templates(TemplateEdit),
+}
+
+/// Where message templates go.
+#[derive(Debug, Clone, Copy)]
+enum TemplateEdit {
+    /// Before the first element of a list (right after its `[`), with a comma when the list
+    /// has elements.
+    Prepend { which: Selection, nonempty: bool },
+    /// A string value becomes a list: the templates, then the string as a message (or, for
+    /// `system`, as a text block).
+    Wrap { which: Selection, string: Span },
+    /// A new member `,"name":[templates]` before the body's closing brace.
+    Member {
+        which: Selection,
+        name: &'static str,
+    },
 }
 
 /// One parameter of the generation config, mapped to the API.
@@ -298,14 +328,22 @@ impl GenerationParams {
 }
 
 /// Every variant's effective generation parameters of one router
-/// ([`generation_config`](crate::generation_config)), for each API, rendered once per loaded
-/// router and kept in its [`LoadedRouter::extension`](abroute::LoadedRouter::extension) slot.
-/// The layer reads it on every attempt; the first request after a router changes builds it.
+/// ([`generation_config`](crate::generation_config)), for each API, and its effective message
+/// templates ([`templates_for`](crate::templates_for)), rendered once per loaded router and
+/// kept in its [`LoadedRouter::extension`](abroute::LoadedRouter::extension) slot. The layer
+/// reads it on every attempt; the first request after a router changes builds it.
 #[derive(Debug, Default)]
 pub struct RenderedGeneration {
     /// By route (the conditional routes in order, then the default route): its id and, per
-    /// variant, the parameters for chat completions, responses and messages.
-    routes: Vec<(Box<str>, Vec<[GenerationParams; 3]>)>,
+    /// variant, what is rendered for it.
+    routes: Vec<(Box<str>, Vec<RenderedVariant>)>,
+}
+
+/// One variant's parameters for chat completions, responses and messages, and its templates.
+#[derive(Debug, Default)]
+struct RenderedVariant {
+    params: [GenerationParams; 3],
+    templates: Option<MessageTemplates>,
 }
 
 impl RenderedGeneration {
@@ -322,8 +360,14 @@ impl RenderedGeneration {
                     .iter()
                     .map(|wv| {
                         let g = crate::route::variant_generation(config, &wv.variant);
-                        [Api::ChatCompletions, Api::Responses, Api::Messages]
-                            .map(|api| g.map(|g| GenerationParams::new(api, g)).unwrap_or_default())
+                        RenderedVariant {
+                            params: [Api::ChatCompletions, Api::Responses, Api::Messages].map(
+                                |api| g.map(|g| GenerationParams::new(api, g)).unwrap_or_default(),
+                            ),
+                            // Validation refuses templates that do not parse.
+                            templates: crate::route::variant_templates(config, &wv.variant)
+                                .and_then(|t| MessageTemplates::new(t).ok()),
+                        }
                     })
                     .collect();
                 (route.route_id.as_str().into(), variants)
@@ -338,15 +382,146 @@ impl RenderedGeneration {
         router.extension(RenderedGeneration::new)
     }
 
+    fn variant(&self, route_id: &str, variant_index: usize) -> Option<&RenderedVariant> {
+        let (_, variants) = self.routes.iter().find(|(id, _)| &**id == route_id)?;
+        variants.get(variant_index)
+    }
+
     /// The parameters of variant `variant_index` of route `route_id` for `api`.
     pub fn get(&self, route_id: &str, variant_index: usize, api: Api) -> Option<&GenerationParams> {
-        let (_, variants) = self.routes.iter().find(|(id, _)| &**id == route_id)?;
-        let per_api = variants.get(variant_index)?;
+        let per_api = &self.variant(route_id, variant_index)?.params;
         Some(match api {
             Api::ChatCompletions => &per_api[0],
             Api::Responses => &per_api[1],
             Api::Messages => &per_api[2],
         })
+    }
+
+    /// The message templates of variant `variant_index` of route `route_id`, if it has any.
+    /// `None` too for an unknown route or variant.
+    pub fn templates(&self, route_id: &str, variant_index: usize) -> Option<&MessageTemplates> {
+        self.variant(route_id, variant_index)?.templates.as_ref()
+    }
+}
+
+/// The templates' edits: inside the conversation and (messages API) `system` values, in body
+/// order, then new members for those the body lacks. A value whose member is otherwise
+/// replaced, or that is neither a list nor (where one may be) a string, is left alone.
+fn template_edits(
+    ex: &Extracted<'_>,
+    templates: &MessageTemplates,
+    actions: &SmallList<Action, 16>,
+    edits: &mut SmallList<Edit<'static>, 4>,
+) {
+    let body = ex.body();
+    let (conversation, name) = match ex.api() {
+        Api::ChatCompletions => (Selection::All, "messages"),
+        Api::Responses => (Selection::All, "input"),
+        Api::Messages => (Selection::Conversation, "messages"),
+    };
+    // (value, which templates, member name, whether a string value may be wrapped)
+    let mut targets: SmallList<(Option<ValueSpan>, Selection, &'static str, bool), 2> =
+        SmallList::default();
+    targets.push((
+        ex.conversation(),
+        conversation,
+        name,
+        ex.api() == Api::Responses,
+    ));
+    if ex.api() == Api::Messages {
+        let system = (ex.system(), Selection::SystemBlocks, "system", true);
+        // Inner edits in body order.
+        match (ex.conversation(), ex.system()) {
+            (Some(c), Some(s)) if s.span.start < c.span.start => {
+                let conv = targets.get(0).copied().unwrap_or(system);
+                targets = SmallList::default();
+                targets.push(system);
+                targets.push(conv);
+            }
+            _ => targets.push(system),
+        }
+    }
+    let kept = |v: ValueSpan| {
+        let members = ex.members();
+        members
+            .iter()
+            .position(|m| m.value().span.start == v.span.start)
+            .and_then(|i| actions.get(i))
+            .is_some_and(|a| *a == Action::Keep)
+    };
+    let mut tail: SmallList<Edit<'static>, 2> = SmallList::default();
+    for &(value, which, name, wraps) in targets.iter() {
+        if !templates.has(which) {
+            continue;
+        }
+        match value {
+            None => tail.push(Edit {
+                start: ex.object_end(),
+                end: ex.object_end(),
+                repl: Repl::Templates(TemplateEdit::Member { which, name }),
+            }),
+            Some(v) if !kept(v) => {}
+            Some(v) if v.kind == Kind::Array => {
+                let after = v.span.start + 1;
+                let nonempty = body
+                    .get(after..)
+                    .and_then(|b| b.iter().find(|c| !c.is_ascii_whitespace()))
+                    .is_some_and(|&c| c != b']');
+                edits.push(Edit {
+                    start: after,
+                    end: after,
+                    repl: Repl::Templates(TemplateEdit::Prepend { which, nonempty }),
+                });
+            }
+            Some(v) if v.kind == Kind::String && wraps => edits.push(Edit {
+                start: v.span.start,
+                end: v.span.end,
+                repl: Repl::Templates(TemplateEdit::Wrap {
+                    which,
+                    string: v.span,
+                }),
+            }),
+            Some(_) => {}
+        }
+    }
+    for e in tail.iter() {
+        edits.push(*e);
+    }
+}
+
+/// Writes the templates of one edit.
+fn write_templates<W: Sink>(
+    out: &mut W,
+    edit: TemplateEdit,
+    templates: &MessageTemplates,
+    vars: &Vars<'_>,
+    body: &[u8],
+) {
+    match edit {
+        TemplateEdit::Prepend { which, nonempty } => {
+            templates.write(out, which, vars);
+            if nonempty {
+                out.put(b",");
+            }
+        }
+        TemplateEdit::Wrap { which, string } => {
+            out.put(b"[");
+            templates.write(out, which, vars);
+            out.put(if which == Selection::SystemBlocks {
+                br#",{"type":"text","text":"#
+            } else {
+                br#",{"role":"user","content":"#
+            });
+            out.put(string.of(body));
+            out.put(b"}]");
+        }
+        TemplateEdit::Member { which, name } => {
+            out.put(b",");
+            write_str(out, name);
+            out.put(b":[");
+            templates.write(out, which, vars);
+            out.put(b"]");
+        }
     }
 }
 
@@ -465,26 +640,101 @@ pub fn rewrite(ex: &Extracted<'_>, rw: &Rewrite<'_>) -> Vec<u8> {
         },
     );
 
-    // Size exactly, then write once.
-    let rendered = scratch.bytes();
-    let piece = |repl: Repl<'_>| match repl {
-        Repl::Rendered(start, end) => rendered.get(start..end).unwrap_or_default(),
-        _ => &[],
-    };
-    let mut size = body.len();
-    for e in edits.iter() {
-        size = size - (e.end - e.start) + piece(e.repl).len();
+    // Message templates: parsed here only when not given parsed.
+    let parsed;
+    let templates = match (rw.templates, rw.message_templates) {
+        (Some(t), _) => Some(t),
+        (None, Some(v)) => {
+            parsed = MessageTemplates::new(v).ok();
+            parsed.as_ref()
+        }
+        (None, None) => None,
     }
+    .filter(|t| !t.is_empty());
+    let mut template_edit_list: SmallList<Edit<'static>, 4> = SmallList::default();
+    let vars = match templates {
+        Some(t) => {
+            template_edits(ex, t, &actions, &mut template_edit_list);
+            Vars::new(body, ex.prompt_variables())
+        }
+        None => Vars::default(),
+    };
+
+    // Size exactly, then write once. Both edit lists are in body order; the templates' come
+    // after a member's edit at the same offset.
+    let rendered = scratch.bytes();
+    let put = |out: &mut dyn FnMut(&[u8]), repl: Repl<'_>| match repl {
+        Repl::Rendered(start, end) => out(rendered.get(start..end).unwrap_or_default()),
+        Repl::Templates(edit) => {
+            if let Some(t) = templates {
+                write_templates(&mut FnSink(out), edit, t, &vars, body);
+            }
+        }
+        _ => {}
+    };
+    let edits = Merged::new(&edits, &template_edit_list);
+    let mut size = Counter(body.len());
+    for e in edits.clone() {
+        size.0 -= e.end - e.start;
+        put(&mut |b| size.put(b), e.repl);
+    }
+    let size = size.0;
     let mut out = Vec::with_capacity(size);
     let mut pos = 0;
-    for e in edits.iter() {
+    for e in edits {
         out.put(&body[pos..e.start]);
-        out.put(piece(e.repl));
+        put(&mut |b| out.put(b), e.repl);
         pos = e.end;
     }
     out.put(&body[pos..]);
     debug_assert_eq!(out.len(), size);
     out
+}
+
+/// A [`Sink`] over a closure.
+struct FnSink<'f>(&'f mut dyn FnMut(&[u8]));
+
+impl Sink for FnSink<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        (self.0)(bytes);
+    }
+}
+
+/// Two lists of edits, each in body order, merged by offset (the first list first on ties).
+#[derive(Clone)]
+struct Merged<'l, 'r> {
+    a: &'l SmallList<Edit<'r>, 8>,
+    b: &'l SmallList<Edit<'static>, 4>,
+    i: usize,
+    j: usize,
+}
+
+impl<'l, 'r> Merged<'l, 'r> {
+    fn new(a: &'l SmallList<Edit<'r>, 8>, b: &'l SmallList<Edit<'static>, 4>) -> Self {
+        Merged { a, b, i: 0, j: 0 }
+    }
+}
+
+impl<'r> Iterator for Merged<'_, 'r> {
+    type Item = Edit<'r>;
+
+    fn next(&mut self) -> Option<Edit<'r>> {
+        match (self.a.get(self.i), self.b.get(self.j)) {
+            (Some(x), Some(y)) if y.start < x.start => {
+                self.j += 1;
+                Some(*y)
+            }
+            (Some(x), _) => {
+                self.i += 1;
+                Some(*x)
+            }
+            (None, Some(y)) => {
+                self.j += 1;
+                Some(*y)
+            }
+            (None, None) => None,
+        }
+    }
 }
 
 /// What to do with the `extra_body` member at `i`.
@@ -565,7 +815,7 @@ fn member_edits<'r, const N: usize, const M: usize>(
 /// Writes a replacement that is not yet rendered (a parameter's value, or a model string).
 fn write_repl<W: Sink>(out: &mut W, repl: Repl<'_>) {
     match repl {
-        Repl::Nothing | Repl::Rendered(..) => {}
+        Repl::Nothing | Repl::Rendered(..) | Repl::Templates(_) => {}
         Repl::Bytes(b) => out.put(b),
         Repl::Str(s) => write_str(out, s),
         Repl::Json(v) => write_value(out, v),
@@ -717,6 +967,7 @@ mod tests {
                 generation,
                 rendered: None,
                 precedence: Precedence::Router,
+                ..Default::default()
             },
         );
         assert_eq!(out.capacity(), out.len(), "one allocation of exact size");
@@ -747,6 +998,7 @@ mod tests {
                     generation: None,
                     rendered: params,
                     precedence: Precedence::Router,
+                    ..Default::default()
                 },
             ))
             .unwrap()

@@ -11,6 +11,7 @@ use serde_json::Value;
 use crate::error::ApiError;
 use crate::extract::{Api, extract};
 use crate::rewrite::{GenerationParams, Precedence, RenderedGeneration, Rewrite, rewrite};
+use crate::template::MessageTemplates;
 
 /// The default model prefix that names a router: `inworld/<router>`.
 pub const DEFAULT_MODEL_PREFIX: &str = "inworld/";
@@ -205,6 +206,8 @@ impl RouterOptions {
         };
         let (generation, rendered) =
             generation_for(loaded, decision.route_id(), variant_index, ex.api());
+        let (message_templates, templates) =
+            templates_for(loaded, decision.route_id(), variant_index);
         let out = rewrite(
             &ex,
             &Rewrite {
@@ -212,6 +215,8 @@ impl RouterOptions {
                 generation,
                 rendered,
                 precedence: self.precedence,
+                message_templates,
+                templates,
             },
         );
         Ok(Routing::Routed(Routed {
@@ -314,6 +319,52 @@ pub fn generation_for<'r>(
     match RenderedGeneration::of(r).and_then(|g| g.get(route_id, variant_index, api)) {
         Some(params) => (None, Some(params)),
         None => (generation_config(r.config(), route_id, variant_index), None),
+    }
+}
+
+/// The effective `message_templates` of `variant`, a variant of `config`: the variant's own,
+/// or else the router's `defaults.message_templates` (the variant's replaces the default as a
+/// whole).
+pub(crate) fn variant_templates<'c>(
+    config: &'c RouterConfig,
+    variant: &'c abroute::config::Variant,
+) -> Option<&'c Value> {
+    variant.message_templates.as_ref().or_else(|| {
+        let defaults = config.defaults.as_ref()?;
+        defaults
+            .get("message_templates")
+            .or_else(|| defaults.get("messageTemplates"))
+    })
+}
+
+/// An attempt's message templates as a [`Rewrite`] takes them: parsed once per loaded router
+/// ([`RenderedGeneration::templates`], the fast path), or the config value (the variant's
+/// `message_templates`, else the router's `defaults.message_templates`) when the router's
+/// extension slot holds something else. `(None, None)` when the variant has no templates.
+pub fn templates_for<'r>(
+    router: Option<&'r abroute::LoadedRouter>,
+    route_id: &str,
+    variant_index: usize,
+) -> (Option<&'r Value>, Option<&'r MessageTemplates>) {
+    let Some(r) = router else {
+        return (None, None);
+    };
+    match RenderedGeneration::of(r) {
+        Some(g) => (None, g.templates(route_id, variant_index)),
+        None => {
+            let config = r.config();
+            let variant = config
+                .routes
+                .iter()
+                .map(|r| &r.route)
+                .chain(config.default_route.as_ref())
+                .find(|r| r.route_id == route_id)
+                .and_then(|r| r.variants.get(variant_index));
+            (
+                variant.and_then(|v| variant_templates(config, &v.variant)),
+                None,
+            )
+        }
     }
 }
 

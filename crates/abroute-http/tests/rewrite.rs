@@ -49,6 +49,7 @@ fn run(c: &Case) {
             generation: c.generation.as_ref(),
             rendered: None,
             precedence: c.precedence,
+            ..Default::default()
         },
     );
     assert_eq!(
@@ -76,6 +77,7 @@ fn run(c: &Case) {
             generation: None,
             rendered: params.as_ref(),
             precedence: c.precedence,
+            ..Default::default()
         },
     );
     assert_eq!(
@@ -246,6 +248,7 @@ fn model_values_are_escaped() {
             generation: None,
             rendered: None,
             precedence: Precedence::Router,
+            ..Default::default()
         },
     );
     assert_eq!(out, br#"{"model":"we\"ird\\model\n"}"#);
@@ -264,6 +267,7 @@ fn a_1mb_body_is_copied_exactly() {
             generation: None,
             rendered: None,
             precedence: Precedence::Router,
+            ..Default::default()
         },
     );
     let expected = input.replacen("inworld/r", "m", 1);

@@ -272,6 +272,7 @@ proptest! {
             generation: generation.as_ref(),
             rendered: None,
             precedence: Precedence::Router,
+            ..Default::default()
         });
         prop_assert_eq!(out.len(), out.capacity());
         let parsed_in: Value = serde_json::from_str(&input).unwrap();
@@ -299,7 +300,7 @@ proptest! {
             prop_assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&bytes).is_ok());
             let _ = ex.context(None);
             let _ = ex.ttft_timeout();
-            let out = rewrite(&ex, &Rewrite { model: "m", generation: None, rendered: None, precedence: Precedence::Router });
+            let out = rewrite(&ex, &Rewrite { model: "m", generation: None, rendered: None, precedence: Precedence::Router, ..Default::default() });
             prop_assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&out).is_ok());
         }
     }

@@ -11,6 +11,7 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::condition::Condition;
 use crate::config::{Route, RouterConfig};
+use serde_json::Value;
 use crate::error::{ConfigError, ConfigErrorKind as K, ConfigErrors, JsonPath};
 
 /// The most conditional routes a router may have.
@@ -146,6 +147,13 @@ pub(crate) fn validate_and_compile_conditions(
             &mut errors,
         );
     }
+    if let Some(Value::Object(defaults)) = &config.defaults {
+        for name in ["message_templates", "messageTemplates"] {
+            if let Some(t) = defaults.get(name) {
+                message_templates(t, &root.key("defaults").key(name), &mut errors);
+            }
+        }
+    }
     match ConfigErrors::from_vec(errors) {
         None => Ok(conditions),
         Some(e) => Err(e),
@@ -245,6 +253,9 @@ fn route<'c>(
             || field(i, "model_id"),
             errors,
         );
+        if let Some(t) = &wv.variant.message_templates {
+            message_templates(t, &field(i, "message_templates"), errors);
+        }
     }
     // At most 1,000,000 weights below 2^32: the sum fits in u64 with room to spare.
     let sum: u64 = route.variants.iter().map(|v| u64::from(v.weight)).sum();
@@ -260,6 +271,61 @@ fn route<'c>(
         ));
     } else if options.require_sum_100 && sum != 100 {
         errors.push(ConfigError::new(vpath, K::SumNot100 { sum }));
+    }
+}
+
+/// Checks a `message_templates` list: objects with a non-empty string `role` and a `content`
+/// that is a string or a list of parts: what an HTTP adapter can put in front of a request's
+/// messages (`abroute_http::template`).
+fn message_templates(value: &Value, path: &JsonPath, errors: &mut Vec<ConfigError>) {
+    let Value::Array(list) = value else {
+        errors.push(ConfigError::new(
+            path.clone(),
+            K::WrongType {
+                expected: "a list of messages",
+                found: crate::config::kind_of(value),
+            },
+        ));
+        return;
+    };
+    for (i, t) in list.iter().enumerate() {
+        let tpath = path.index(i);
+        let Value::Object(obj) = t else {
+            errors.push(ConfigError::new(
+                tpath,
+                K::WrongType {
+                    expected: "a message object with `role` and `content`",
+                    found: crate::config::kind_of(t),
+                },
+            ));
+            continue;
+        };
+        match obj.get("role") {
+            None => errors.push(ConfigError::new(tpath.clone(), K::MissingField { field: "role" })),
+            Some(Value::String(r)) if r.is_empty() => errors.push(ConfigError::new(
+                tpath.key("role"),
+                K::Empty { what: "role" },
+            )),
+            Some(Value::String(_)) => {}
+            Some(other) => errors.push(ConfigError::new(
+                tpath.key("role"),
+                K::WrongType {
+                    expected: "a string",
+                    found: crate::config::kind_of(other),
+                },
+            )),
+        }
+        match obj.get("content") {
+            None => errors.push(ConfigError::new(tpath, K::MissingField { field: "content" })),
+            Some(Value::String(_) | Value::Array(_)) => {}
+            Some(other) => errors.push(ConfigError::new(
+                tpath.key("content"),
+                K::WrongType {
+                    expected: "a string or a list of parts",
+                    found: crate::config::kind_of(other),
+                },
+            )),
+        }
     }
 }
 

@@ -736,3 +736,41 @@ fn every_message_is_a_readable_sentence() {
     }
     assert_eq!(errors.to_string().lines().count(), errors.len());
 }
+
+#[test]
+fn message_templates_are_lists_of_role_and_content() {
+    let ok = json!([
+        { "role": "system", "content": "You are {{agent_name}}." },
+        { "role": "user", "content": [{ "type": "text", "text": "{{q}}" }], "name": "x" },
+    ]);
+    valid(&read(&json!({ "name": "r",
+        "defaults": { "message_templates": ok },
+        "defaultRoute": { "route_id": "d", "variants": [
+            { "variant": { "variant_id": "a", "model_id": "m", "message_templates": ok }, "weight": 1 }] } })));
+    let bad = json!([
+        "text",
+        { "content": "c" },
+        { "role": "", "content": "c" },
+        { "role": 3, "content": "c" },
+        { "role": "user" },
+        { "role": "user", "content": 1 },
+    ]);
+    let errors = invalid(&read(&json!({ "name": "r",
+        "defaults": { "messageTemplates": {} },
+        "defaultRoute": { "route_id": "d", "variants": [
+            { "variant": { "variant_id": "a", "model_id": "m", "message_templates": bad }, "weight": 1 }] } })));
+    let v = "defaultRoute.variants[0].variant.message_templates";
+    let want: Vec<(String, String)> = [
+        (format!("{v}[0]"), "expected a message object with `role` and `content`, found a string"),
+        (format!("{v}[1]"), "missing field `role`"),
+        (format!("{v}[2].role"), "role must not be empty"),
+        (format!("{v}[3].role"), "expected a string, found a number"),
+        (format!("{v}[4]"), "missing field `content`"),
+        (format!("{v}[5].content"), "expected a string or a list of parts, found a number"),
+        ("defaults.messageTemplates".to_owned(), "expected a list of messages, found an object"),
+    ]
+    .into_iter()
+    .map(|(p, m)| (p, m.to_owned()))
+    .collect();
+    assert_eq!(listed(&errors), want);
+}

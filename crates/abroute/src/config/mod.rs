@@ -28,6 +28,7 @@
 //! ```
 
 mod parse;
+pub(crate) use parse::kind_of;
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;

@@ -234,7 +234,7 @@ pub(super) fn router(value: &Value) -> Result<RouterConfig, ConfigErrors> {
     }
 }
 
-fn kind_of(v: &Value) -> &'static str {
+pub(crate) fn kind_of(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
