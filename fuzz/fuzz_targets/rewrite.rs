@@ -6,10 +6,14 @@
 //! - the context, TTFT limit, needs and messages of an accepted body never panic;
 //! - the parameters rendered ahead of time (`GenerationParams`) rewrite to the same bytes;
 //! - a rewritten body is JSON again, extracts again, names the chosen model, has none of the
-//!   router's `extra_body` keys left, and is the same size as the sizing pass said.
+//!   router's `extra_body` keys left, and is the same size as the sizing pass said;
+//! - with message templates (half the inputs), the parsed templates and the config value write
+//!   the same bytes, and the body is JSON again and extracts again.
 #![no_main]
 
-use abroute_http::{Api, GenerationParams, Precedence, Rewrite, extract, rewrite};
+use abroute_http::{
+    Api, GenerationParams, MessageTemplates, Precedence, Rewrite, extract, rewrite,
+};
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
 use serde_json::json;
@@ -104,4 +108,38 @@ fuzz_target!(|data: &[u8]| {
         assert!(ctx.models().is_empty(), "router models are removed");
     }
     assert_eq!(again.ttft_timeout().ok().flatten(), None);
+
+    if selector & 0x40 != 0 {
+        let value = json!([
+            {"role": "system", "content": "You are {{a}}, {{ b }} {{{c}}}."},
+            {"role": "user", "content": [{"type": "text", "text": "{{c}}\n{{a}}"}]}
+        ]);
+        let parsed = MessageTemplates::new(&value).expect("the templates are valid");
+        let slow = rewrite(
+            &ex,
+            &Rewrite {
+                model,
+                message_templates: Some(&value),
+                ..Default::default()
+            },
+        );
+        let fast = rewrite(
+            &ex,
+            &Rewrite {
+                model,
+                templates: Some(&parsed),
+                ..Default::default()
+            },
+        );
+        assert_eq!(
+            slow, fast,
+            "parsed and configured templates give the same body"
+        );
+        assert_eq!(fast.len(), fast.capacity(), "the sizing pass was exact");
+        let t = extract(api, &fast).expect("a body with templates is JSON");
+        assert_eq!(t.model(), Some(model));
+        if shallow {
+            assert!(serde_json::from_slice::<IgnoredAny>(&fast).is_ok());
+        }
+    }
 });

@@ -250,7 +250,11 @@ fn expected(input: &Value, generation: Option<&Value>) -> Value {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig {
+        cases: 2000,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x0ab0_5e77),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn rewriting_changes_only_what_it_should(
@@ -303,5 +307,164 @@ proptest! {
             let out = rewrite(&ex, &Rewrite { model: "m", generation: None, rendered: None, precedence: Precedence::Router, ..Default::default() });
             prop_assert!(serde_json::from_slice::<serde::de::IgnoredAny>(&out).is_ok());
         }
+    }
+}
+
+/// An independent renderer for message templates, over decoded strings: `{{ name }}` (spaces
+/// allowed, names of ASCII letters, digits, `_`, `-`, `.`) becomes the variable's string, its
+/// boolean as written, or nothing (`null`, missing).
+fn fill(text: &str, vars: &Map<String, Value>) -> String {
+    let chars: Vec<char> = text.chars().collect();
+    let mut out = String::new();
+    let mut i = 0;
+    'scan: while i < chars.len() {
+        if chars[i] == '{' && chars.get(i + 1) == Some(&'{') {
+            let mut j = i + 2;
+            while chars.get(j) == Some(&' ') {
+                j += 1;
+            }
+            let start = j;
+            while chars
+                .get(j)
+                .is_some_and(|c| c.is_ascii_alphanumeric() || "_-.".contains(*c))
+            {
+                j += 1;
+            }
+            let name: String = chars[start..j].iter().collect();
+            while chars.get(j) == Some(&' ') {
+                j += 1;
+            }
+            if !name.is_empty() && chars.get(j) == Some(&'}') && chars.get(j + 1) == Some(&'}') {
+                match vars.get(&name) {
+                    Some(Value::String(s)) => out.push_str(s),
+                    Some(Value::Bool(b)) => out.push_str(&b.to_string()),
+                    _ => {}
+                }
+                i = j + 2;
+                continue 'scan;
+            }
+        }
+        out.push(chars[i]);
+        i += 1;
+    }
+    out
+}
+
+fn template_text() -> impl Strategy<Value = String> {
+    prop::collection::vec(
+        prop_oneof![
+            "[a-z {}é\"\\\\\n]{0,6}",
+            Just("{{a}}".to_owned()),
+            Just("{{ b }}".to_owned()),
+            Just("{{c.d}}".to_owned()),
+            Just("{{missing}}".to_owned()),
+            Just("{{ bad name }}".to_owned()),
+            Just("{{{a}}}".to_owned()),
+        ],
+        0..6,
+    )
+    .prop_map(|parts| parts.concat())
+}
+
+fn templates() -> impl Strategy<Value = Vec<(String, String)>> {
+    prop::collection::vec(
+        (
+            prop_oneof![Just("system"), Just("user"), Just("assistant")].prop_map(str::to_owned),
+            template_text(),
+        ),
+        1..4,
+    )
+}
+
+fn prompt_variables() -> impl Strategy<Value = Map<String, Value>> {
+    prop::collection::vec(
+        (
+            prop_oneof![Just("a"), Just("b"), Just("c.d"), Just("x")],
+            prop_oneof![
+                text().prop_map(Value::String),
+                any::<bool>().prop_map(Value::Bool),
+                Just(Value::Null),
+            ],
+        ),
+        0..5,
+    )
+    .prop_map(|kv| kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 1000,
+        rng_seed: proptest::test_runner::RngSeed::Fixed(0x7e37_1a7e),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn templates_fill_like_an_independent_renderer(
+        members in body_members(),
+        templates in templates(),
+        vars in prompt_variables(),
+        at in 0usize..10,
+        seed in any::<u64>(),
+    ) {
+        // The request's variables: one `extra_body` with them at a random place; any other
+        // `extra_body` loses its own `prompt_variables` (their values could be numbers or
+        // objects, which go in as written and are not predictable from a parsed value).
+        let mut members: Vec<(String, Value)> = members
+            .into_iter()
+            .map(|(k, mut v)| {
+                if k == "extra_body" && let Value::Object(m) = &mut v {
+                    m.remove("prompt_variables");
+                }
+                (k, v)
+            })
+            .collect();
+        let mut eb = Map::new();
+        eb.insert("prompt_variables".into(), Value::Object(vars));
+        members.insert(at.min(members.len()), ("extra_body".into(), Value::Object(eb)));
+
+        let mut rng = Rng(seed | 1);
+        let mut input = String::new();
+        write_object(&mut input, &members, &mut rng);
+        let template_value = Value::Array(
+            templates
+                .iter()
+                .map(|(role, content)| serde_json::json!({"role": role, "content": content}))
+                .collect(),
+        );
+
+        let ex = extract(Api::ChatCompletions, input.as_bytes())
+            .map_err(|e| TestCaseError::fail(format!("{e}: {input}")))?;
+        let out = rewrite(&ex, &Rewrite {
+            model: "p/m",
+            message_templates: Some(&template_value),
+            ..Default::default()
+        });
+        prop_assert_eq!(out.len(), out.capacity());
+        let parsed_out: Value = serde_json::from_slice(&out)
+            .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out))))?;
+
+        let parsed_in: Value = serde_json::from_str(&input).unwrap();
+        let used = parsed_in
+            .get("extra_body")
+            .and_then(|eb| eb.get("prompt_variables"))
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let rendered: Vec<Value> = templates
+            .iter()
+            .map(|(role, content)| serde_json::json!({"role": role, "content": fill(content, &used)}))
+            .collect();
+        let mut want = expected(&parsed_in, None);
+        let map = want.as_object_mut().unwrap();
+        match map.get_mut("messages") {
+            Some(Value::Array(list)) => {
+                list.splice(0..0, rendered);
+            }
+            Some(_) => {}
+            None => {
+                map.insert("messages".into(), Value::Array(rendered));
+            }
+        }
+        prop_assert_eq!(&parsed_out, &want, "input: {}", input);
     }
 }
