@@ -26,7 +26,7 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use abroute::{Engine, RouterConfig};
-use abroute_http::{Api, Precedence, Rewrite, extract, generation_for, rewrite};
+use abroute_http::{Api, AttemptSettings, Precedence, extract, rewrite};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 
 const SEED: &str = r#"{ "name": "compare-frontier-models", "defaultRoute": { "route_id": "default",
@@ -70,8 +70,9 @@ fn route_rewrite(engine: &Engine, body: &[u8]) -> usize {
     let decision = snapshot.route(router, &ctx).expect("routes");
     let mut plan = decision.plan(&ctx, Duration::ZERO);
     let attempt = plan.next().expect("an attempt");
-    // As the layer does: the parameters rendered once per loaded router.
-    let (generation, rendered) = generation_for(
+    // As the layer does: the parameters (and message templates, none here) prepared once per
+    // loaded router.
+    let settings = AttemptSettings::of(
         snapshot.router(router),
         decision.route_id(),
         attempt.variant_index(),
@@ -79,13 +80,7 @@ fn route_rewrite(engine: &Engine, body: &[u8]) -> usize {
     );
     let out = rewrite(
         &ex,
-        &Rewrite {
-            model: attempt.model_id(),
-            generation,
-            rendered,
-            precedence: Precedence::Router,
-            ..Default::default()
-        },
+        &settings.rewrite(attempt.model_id(), Precedence::Router),
     );
     out.len()
 }

@@ -55,8 +55,8 @@ use crate::body::{AbrouteBody, BoxError, ReadError, content_length, read_limited
 use crate::error::ApiError;
 use crate::extract::{Api, extract};
 use crate::response::{DecisionHeaders, merge_metadata, metadata_value};
-use crate::rewrite::{Rewrite, rewrite};
-use crate::route::{RouterOptions, generation_for, route_error, templates_for};
+use crate::rewrite::rewrite;
+use crate::route::{AttemptSettings, RouterOptions, route_error};
 
 /// A source of `now` for health and latencies: a duration since any fixed epoch.
 pub trait Clock: Send + Sync + 'static {
@@ -562,24 +562,15 @@ where
     let mut last_failed: Option<(Response<ResB>, Attempt<'_>)> = None;
     let mut last_attempt: Option<Attempt<'_>> = None;
     while let Some(attempt) = plan.next() {
-        let (generation, rendered) = generation_for(
+        let settings = AttemptSettings::of(
             loaded,
             decision.route_id(),
             attempt.variant_index(),
             ex.api(),
         );
-        let (message_templates, templates) =
-            templates_for(loaded, decision.route_id(), attempt.variant_index());
         let out = rewrite(
             &ex,
-            &Rewrite {
-                model: opts.body_model(attempt.model_id()),
-                generation,
-                rendered,
-                precedence: opts.get_precedence(),
-                message_templates,
-                templates,
-            },
+            &settings.rewrite(opts.body_model(attempt.model_id()), opts.get_precedence()),
         );
         let info = UpstreamAttempt {
             router: decision.router().to_owned(),

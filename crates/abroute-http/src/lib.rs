@@ -79,7 +79,7 @@ pub use response::{
 };
 pub use rewrite::{GenerationParams, Precedence, RenderedGeneration, Rewrite, rewrite};
 pub use route::{
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PREFIX, Routed, RouterOptions, Routing,
+    AttemptSettings, DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PREFIX, Routed, RouterOptions, Routing,
     generation_config, generation_for, route_error, strip_provider, templates_for,
 };
 pub use template::{MessageTemplates, TemplateError};

@@ -341,9 +341,20 @@ pub struct RenderedGeneration {
 
 /// One variant's parameters for chat completions, responses and messages, and its templates.
 #[derive(Debug, Default)]
-struct RenderedVariant {
+pub(crate) struct RenderedVariant {
     params: [GenerationParams; 3],
-    templates: Option<MessageTemplates>,
+    pub(crate) templates: Option<MessageTemplates>,
+}
+
+impl RenderedVariant {
+    /// The parameters for `api`.
+    pub(crate) fn params(&self, api: Api) -> &GenerationParams {
+        match api {
+            Api::ChatCompletions => &self.params[0],
+            Api::Responses => &self.params[1],
+            Api::Messages => &self.params[2],
+        }
+    }
 }
 
 impl RenderedGeneration {
@@ -382,19 +393,14 @@ impl RenderedGeneration {
         router.extension(RenderedGeneration::new)
     }
 
-    fn variant(&self, route_id: &str, variant_index: usize) -> Option<&RenderedVariant> {
+    pub(crate) fn variant(&self, route_id: &str, variant_index: usize) -> Option<&RenderedVariant> {
         let (_, variants) = self.routes.iter().find(|(id, _)| &**id == route_id)?;
         variants.get(variant_index)
     }
 
     /// The parameters of variant `variant_index` of route `route_id` for `api`.
     pub fn get(&self, route_id: &str, variant_index: usize, api: Api) -> Option<&GenerationParams> {
-        let per_api = &self.variant(route_id, variant_index)?.params;
-        Some(match api {
-            Api::ChatCompletions => &per_api[0],
-            Api::Responses => &per_api[1],
-            Api::Messages => &per_api[2],
-        })
+        Some(self.variant(route_id, variant_index)?.params(api))
     }
 
     /// The message templates of variant `variant_index` of route `route_id`, if it has any.
@@ -651,28 +657,53 @@ pub fn rewrite(ex: &Extracted<'_>, rw: &Rewrite<'_>) -> Vec<u8> {
         (None, None) => None,
     }
     .filter(|t| !t.is_empty());
-    let mut template_edit_list: SmallList<Edit<'static>, 4> = SmallList::default();
-    let vars = match templates {
-        Some(t) => {
-            template_edits(ex, t, &actions, &mut template_edit_list);
-            Vars::new(body, ex.prompt_variables())
-        }
-        None => Vars::default(),
-    };
-
-    // Size exactly, then write once. Both edit lists are in body order; the templates' come
-    // after a member's edit at the same offset.
     let rendered = scratch.bytes();
+    if let Some(t) = templates {
+        let mut template_edit_list: SmallList<Edit<'static>, 4> = SmallList::default();
+        template_edits(ex, t, &actions, &mut template_edit_list);
+        if template_edit_list.len() > 0 {
+            return write_with_templates(ex, t, rendered, &edits, &template_edit_list);
+        }
+    }
+
+    // Size exactly, then write once.
+    let piece = |repl: Repl<'_>| match repl {
+        Repl::Rendered(start, end) => rendered.get(start..end).unwrap_or_default(),
+        _ => &[],
+    };
+    let mut size = body.len();
+    for e in edits.iter() {
+        size = size - (e.end - e.start) + piece(e.repl).len();
+    }
+    let mut out = Vec::with_capacity(size);
+    let mut pos = 0;
+    for e in edits.iter() {
+        out.put(&body[pos..e.start]);
+        out.put(piece(e.repl));
+        pos = e.end;
+    }
+    out.put(&body[pos..]);
+    debug_assert_eq!(out.len(), size);
+    out
+}
+
+/// [`rewrite`]'s last step when templates are written: both edit lists are in body order (the
+/// templates' come after a member's edit at the same offset); sized exactly, written once.
+fn write_with_templates(
+    ex: &Extracted<'_>,
+    templates: &MessageTemplates,
+    rendered: &[u8],
+    edits: &SmallList<Edit<'_>, 8>,
+    template_edits: &SmallList<Edit<'static>, 4>,
+) -> Vec<u8> {
+    let body = ex.body();
+    let vars = Vars::new(body, ex.prompt_variables());
     let put = |out: &mut dyn FnMut(&[u8]), repl: Repl<'_>| match repl {
         Repl::Rendered(start, end) => out(rendered.get(start..end).unwrap_or_default()),
-        Repl::Templates(edit) => {
-            if let Some(t) = templates {
-                write_templates(&mut FnSink(out), edit, t, &vars, body);
-            }
-        }
+        Repl::Templates(edit) => write_templates(&mut FnSink(out), edit, templates, &vars, body),
         _ => {}
     };
-    let edits = Merged::new(&edits, &template_edit_list);
+    let edits = Merged::new(edits, template_edits);
     let mut size = Counter(body.len());
     for e in edits.clone() {
         size.0 -= e.end - e.start;

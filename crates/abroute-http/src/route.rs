@@ -204,20 +204,10 @@ impl RouterOptions {
                 decision.variant_index(),
             ),
         };
-        let (generation, rendered) =
-            generation_for(loaded, decision.route_id(), variant_index, ex.api());
-        let (message_templates, templates) =
-            templates_for(loaded, decision.route_id(), variant_index);
+        let settings = AttemptSettings::of(loaded, decision.route_id(), variant_index, ex.api());
         let out = rewrite(
             &ex,
-            &Rewrite {
-                model: self.body_model(model_id),
-                generation,
-                rendered,
-                precedence: self.precedence,
-                message_templates,
-                templates,
-            },
+            &settings.rewrite(self.body_model(model_id), self.precedence),
         );
         Ok(Routing::Routed(Routed {
             body: Bytes::from(out),
@@ -302,6 +292,62 @@ pub(crate) fn variant_generation<'c>(
             .get("text_generation_config")
             .or_else(|| defaults.get("textGenerationConfig"))
     })
+}
+
+/// What one attempt's [`Rewrite`] takes from its router, found with one lookup: the variant's
+/// generation parameters and message templates as prepared once per loaded router
+/// ([`RenderedGeneration`], the fast path), or the config values when the router's extension
+/// slot holds something else. [`generation_for`] and [`templates_for`] give each half alone.
+/// The rewritten body is the same either way.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AttemptSettings<'r> {
+    /// The effective `text_generation_config`, when not prepared.
+    pub generation: Option<&'r Value>,
+    /// The generation parameters, prepared.
+    pub rendered: Option<&'r GenerationParams>,
+    /// The effective `message_templates`, when not prepared.
+    pub message_templates: Option<&'r Value>,
+    /// The message templates, prepared.
+    pub templates: Option<&'r MessageTemplates>,
+}
+
+impl<'r> AttemptSettings<'r> {
+    /// The settings of variant `variant_index` of route `route_id` of `router`, for `api`.
+    /// Empty without a router.
+    pub fn of(
+        router: Option<&'r abroute::LoadedRouter>,
+        route_id: &str,
+        variant_index: usize,
+        api: Api,
+    ) -> AttemptSettings<'r> {
+        let Some(r) = router else {
+            return AttemptSettings::default();
+        };
+        match RenderedGeneration::of(r).and_then(|g| g.variant(route_id, variant_index)) {
+            Some(v) => AttemptSettings {
+                rendered: Some(v.params(api)),
+                templates: v.templates.as_ref(),
+                ..AttemptSettings::default()
+            },
+            None => AttemptSettings {
+                generation: generation_config(r.config(), route_id, variant_index),
+                message_templates: templates_for(router, route_id, variant_index).0,
+                ..AttemptSettings::default()
+            },
+        }
+    }
+
+    /// The [`Rewrite`] for `model` with these settings.
+    pub fn rewrite(&self, model: &'r str, precedence: Precedence) -> Rewrite<'r> {
+        Rewrite {
+            model,
+            generation: self.generation,
+            rendered: self.rendered,
+            precedence,
+            message_templates: self.message_templates,
+            templates: self.templates,
+        }
+    }
 }
 
 /// An attempt's generation settings as a [`Rewrite`] takes them: the parameters rendered once
