@@ -6,19 +6,15 @@
 //! Every line cycles through the same 4,096 pre-generated keys, so each iteration hashes a
 //! different key (as a gateway would) while the key bytes stay in cache.
 
-#[allow(dead_code)]
-#[path = "../src/sticky_peers.rs"]
-mod sticky_peers;
-
 use std::hint::black_box;
 use std::time::Duration;
 
 use abroute::sticky::StickyTable;
+use abroute_benches::sticky_peers::{GrowthBookStyle, TensorZeroStyle, uuid_keys};
 use abroute_benches::weights;
 use criterion::{
     BenchmarkId, Criterion, SamplingMode, Throughput, criterion_group, criterion_main,
 };
-use sticky_peers::{GrowthBookStyle, TensorZeroStyle, uuid_keys};
 
 /// The variant counts of the lookup group.
 const SIZES: [usize; 5] = [2, 3, 16, 256, 4096];

@@ -10,6 +10,13 @@
 //!   config a writer alternates with, and the `RwLock<Arc<HashMap>>` baseline.
 //! - [`run_parallel`] and [`Writer`]: the threads of the multi-threaded scenarios.
 //! - [`router_with_variants`]: the `compile` group's configs.
+//! - [`sticky_peers`]: the sticky-assignment peers of the `sticky` group and the disruption
+//!   report's contiguous-range baseline.
+//! - [`disruption`]: the disruption report's suite of split changes and its exact measures,
+//!   shared by the `disruption` and `plots` binaries.
+
+pub mod disruption;
+pub mod sticky_peers;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -1,5 +1,5 @@
 //! The sticky-assignment peers abroute's `StickyTable` is compared with, shared by the
-//! `sticky` bench and the `disruption` report (each includes this file with `#[path]`).
+//! `sticky` bench and the `disruption` report.
 //!
 //! - [`GrowthBookStyle`]: GrowthBook's hash v2 (`fnv1a32(decimal(fnv1a32(seed ‖ key))) % 10000
 //!   / 10000`) and a scan of contiguous `[start, end)` ranges laid out in config order.

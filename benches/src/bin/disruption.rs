@@ -6,251 +6,25 @@
 //! bound `2·TV / (1 + TV)`, abroute's moved fraction over random 36-byte keys and exactly over
 //! all 65,536 buckets, and the moved fraction of contiguous ranges in config order (what
 //! GrowthBook and TensorZero do) on the same key hashes. Then random sweeps and a balance table.
+//! The suite and its exact measures are in [`abroute_benches::disruption`] (the `plots` binary
+//! draws them).
 //!
 //! ```text
 //! cargo run --release -p abroute-benches --bin disruption [-- --keys N --sweep N]
 //! ```
 
-#[allow(dead_code)]
-#[path = "../sticky_peers.rs"]
-mod sticky_peers;
-
-use std::collections::BTreeSet;
 use std::time::Instant;
 
-use abroute::sticky::{STICKY_SLOTS, StickyTable};
+use abroute::sticky::STICKY_SLOTS;
+use abroute_benches::disruption::{
+    Split, moved_buckets, numbered, pminhash_moved, shares, suite, table, tv,
+};
+use abroute_benches::sticky_peers::{ContiguousRanges, uuid_keys};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
-use sticky_peers::{ContiguousRanges, uuid_keys};
 
 /// The seed of the random keys.
 const KEY_SEED: u64 = 0xd152_0000_5eed;
-
-/// The salt every table of the report uses.
-const SALT: &[u8] = b"disruption-report\0default";
-
-/// One side of a change: `(variant_id, weight)` in config order.
-type Split = Vec<(String, u32)>;
-
-fn split(spec: &[(&str, u32)]) -> Split {
-    spec.iter().map(|&(id, w)| (id.to_owned(), w)).collect()
-}
-
-fn numbered(weights: &[u32]) -> Split {
-    weights
-        .iter()
-        .enumerate()
-        .map(|(i, &w)| (format!("v{i}"), w))
-        .collect()
-}
-
-fn table(s: &Split) -> StickyTable {
-    let v: Vec<(&str, u32)> = s.iter().map(|(id, w)| (id.as_str(), *w)).collect();
-    match StickyTable::new(SALT, &v) {
-        Ok(t) => t,
-        Err(e) => panic!("report config does not build: {e}"),
-    }
-}
-
-/// The shares of `a` and `b` over the union of their ids (absent = 0).
-fn shares(a: &Split, b: &Split) -> (Vec<f64>, Vec<f64>, Vec<String>) {
-    let ids: BTreeSet<&str> = a.iter().chain(b).map(|(id, _)| id.as_str()).collect();
-    let total = |s: &Split| s.iter().map(|(_, w)| f64::from(*w)).sum::<f64>();
-    let (ta, tb) = (total(a), total(b));
-    let get = |s: &Split, id: &str, t: f64| {
-        s.iter()
-            .find(|(x, _)| x == id)
-            .map_or(0.0, |(_, w)| f64::from(*w) / t)
-    };
-    let p = ids.iter().map(|id| get(a, id, ta)).collect();
-    let q = ids.iter().map(|id| get(b, id, tb)).collect();
-    (p, q, ids.into_iter().map(str::to_owned).collect())
-}
-
-fn tv(p: &[f64], q: &[f64]) -> f64 {
-    0.5 * p.iter().zip(q).map(|(x, y)| (x - y).abs()).sum::<f64>()
-}
-
-/// `1 − J_P(p, q)`: what continuous P-MinHash moves (Moulton & Jiang 2018).
-fn pminhash_moved(p: &[f64], q: &[f64]) -> f64 {
-    let mut j = 0.0;
-    for i in 0..p.len() {
-        if p[i] == 0.0 || q[i] == 0.0 {
-            continue;
-        }
-        let d: f64 = p
-            .iter()
-            .zip(q)
-            .map(|(pj, qj)| (pj / p[i]).max(qj / q[i]))
-            .sum();
-        j += 1.0 / d;
-    }
-    1.0 - j
-}
-
-/// Exact moved fraction over all buckets, and the part of it between variants other than
-/// `pivot` (for a change of `pivot`'s weight alone).
-fn moved_buckets(ta: &StickyTable, tb: &StickyTable, pivot: Option<&str>) -> (f64, f64) {
-    let (mut moved, mut cross) = (0usize, 0usize);
-    for b in 0..STICKY_SLOTS as u32 {
-        let (Some(x), Some(y)) = (ta.variant_at(b), tb.variant_at(b)) else {
-            continue;
-        };
-        let (x, y) = (ta.variant_id(x), tb.variant_id(y));
-        if x != y {
-            moved += 1;
-            if pivot.is_some_and(|p| x != p && y != p) {
-                cross += 1;
-            }
-        }
-    }
-    let n = STICKY_SLOTS as f64;
-    (moved as f64 / n, cross as f64 / n)
-}
-
-struct Change {
-    name: &'static str,
-    from: Split,
-    to: Split,
-    /// The variant whose weight alone changes, if that is the kind of change.
-    pivot: Option<&'static str>,
-}
-
-fn suite() -> Vec<Change> {
-    let mut rng = StdRng::seed_from_u64(0x5117e);
-    let mut random = |n: usize| -> Vec<u32> { (0..n).map(|_| rng.random_range(1..=100)).collect() };
-    let w64 = random(64);
-    let w64b = random(64);
-    let w64c: Vec<u32> = w64
-        .iter()
-        .enumerate()
-        .map(|(i, &w)| (w * (90 + (i as u32 * 7) % 21) / 100).max(1))
-        .collect();
-    let mut w64swap = w64.clone();
-    w64swap.swap(3, 40);
-    let mut u64doubled = vec![10u32; 64];
-    u64doubled[5] = 20;
-    let w16 = random(16);
-    let mut w16rm = numbered(&w16);
-    w16rm.remove(7);
-    let w8 = numbered(&[10, 20, 30, 40, 15, 25, 35, 45]);
-    let mut w8renamed = w8.clone();
-    w8renamed[3].0 = "v3-renamed".into();
-    let seed = [
-        ("openai/gpt-4o-mini-a", 33),
-        ("openai/gpt-3.5-turbo-b", 33),
-        ("openai/gpt-4.1-c", 34),
-    ];
-    let alt = [
-        ("openai/gpt-4o-mini-a", 50),
-        ("openai/gpt-3.5-turbo-b", 30),
-        ("openai/gpt-4.1-c", 20),
-    ];
-    vec![
-        Change {
-            name: "ramp 10/90 -> 20/80",
-            from: split(&[("a", 10), ("b", 90)]),
-            to: split(&[("a", 20), ("b", 80)]),
-            pivot: Some("a"),
-        },
-        Change {
-            name: "ramp 1/99 -> 50/50",
-            from: split(&[("a", 1), ("b", 99)]),
-            to: split(&[("a", 50), ("b", 50)]),
-            pivot: Some("a"),
-        },
-        Change {
-            name: "1/999 -> 2/998",
-            from: split(&[("a", 1), ("b", 999)]),
-            to: split(&[("a", 2), ("b", 998)]),
-            pivot: Some("a"),
-        },
-        Change {
-            name: "add: 50/50 -> 34/33/33",
-            from: split(&[("a", 50), ("b", 50)]),
-            to: split(&[("a", 34), ("b", 33), ("c", 33)]),
-            pivot: None,
-        },
-        Change {
-            name: "remove: 34/33/33 -> 50/50",
-            from: split(&[("a", 34), ("b", 33), ("c", 33)]),
-            to: split(&[("a", 50), ("b", 50)]),
-            pivot: None,
-        },
-        Change {
-            name: "add: 3 -> 4 equal",
-            from: numbered(&[1; 3]),
-            to: numbered(&[1; 4]),
-            pivot: Some("v3"),
-        },
-        Change {
-            name: "weight 0 -> 10: 50/50/0",
-            from: split(&[("a", 50), ("b", 50), ("c", 0)]),
-            to: split(&[("a", 50), ("b", 50), ("c", 10)]),
-            pivot: Some("c"),
-        },
-        Change {
-            name: "one up: 25x4 -> 40/25/25/25",
-            from: split(&[("a", 25), ("b", 25), ("c", 25), ("d", 25)]),
-            to: split(&[("a", 40), ("b", 25), ("c", 25), ("d", 25)]),
-            pivot: Some("a"),
-        },
-        Change {
-            name: "reorder 50/30/20 (same ids)",
-            from: split(&[("a", 50), ("b", 30), ("c", 20)]),
-            to: split(&[("c", 20), ("a", 50), ("b", 30)]),
-            pivot: None,
-        },
-        Change {
-            name: "swap two: 50/30/20 -> 30/50/20",
-            from: split(&[("a", 50), ("b", 30), ("c", 20)]),
-            to: split(&[("a", 30), ("b", 50), ("c", 20)]),
-            pivot: None,
-        },
-        Change {
-            name: "seed 33/33/34 -> 50/30/20",
-            from: split(&seed),
-            to: split(&alt),
-            pivot: None,
-        },
-        Change {
-            name: "rename one of 8",
-            from: w8,
-            to: w8renamed,
-            pivot: None,
-        },
-        Change {
-            name: "16 random, remove one",
-            from: numbered(&w16),
-            to: w16rm,
-            pivot: Some("v7"),
-        },
-        Change {
-            name: "64 equal, one doubled",
-            from: numbered(&[10; 64]),
-            to: numbered(&u64doubled),
-            pivot: Some("v5"),
-        },
-        Change {
-            name: "64 random, swap two",
-            from: numbered(&w64),
-            to: numbered(&w64swap),
-            pivot: None,
-        },
-        Change {
-            name: "64 random, each +-10%",
-            from: numbered(&w64),
-            to: numbered(&w64c),
-            pivot: None,
-        },
-        Change {
-            name: "64 random -> 64 random",
-            from: numbered(&w64),
-            to: numbered(&w64b),
-            pivot: None,
-        },
-    ]
-}
 
 fn arg(name: &str, default: usize) -> usize {
     let args: Vec<String> = std::env::args().collect();
@@ -296,23 +70,22 @@ fn main() {
                 contiguous += 1;
             }
         }
-        let (p, q, _) = shares(&c.from, &c.to);
-        let d = tv(&p, &q);
-        let (exact, cross) = moved_buckets(&ta, &tb, c.pivot);
+        let e = c.exact_with(&ta, &tb);
         let k = n_keys as f64;
         if c.pivot.is_some() {
-            worst_single = worst_single.max(exact - d);
+            worst_single = worst_single.max(e.abroute - e.tv);
         }
         println!(
             "{:<32} {:>7.4} {:>7.4} {:>7.4} | {:>8.4} {:>8.4} {:>+8.4} {:>7} | {:>10.4}",
             c.name,
-            d,
-            pminhash_moved(&p, &q),
-            2.0 * d / (1.0 + d),
+            e.tv,
+            e.pminhash,
+            e.bound,
             moved as f64 / k,
-            exact,
-            exact - d,
-            c.pivot.map_or("-".to_owned(), |_| format!("{cross:.4}")),
+            e.abroute,
+            e.abroute - e.tv,
+            e.cross
+                .map_or("-".to_owned(), |cross| format!("{cross:.4}")),
             contiguous as f64 / k,
         );
     }
