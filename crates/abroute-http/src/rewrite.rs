@@ -513,13 +513,18 @@ fn write_templates<W: Sink>(
         TemplateEdit::Wrap { which, string } => {
             out.put(b"[");
             templates.write(out, which, vars);
-            out.put(if which == Selection::SystemBlocks {
-                br#",{"type":"text","text":"#
-            } else {
-                br#",{"role":"user","content":"#
-            });
-            out.put(string.of(body));
-            out.put(b"}]");
+            // An empty `system` goes (Anthropic refuses empty text blocks); an empty `input`
+            // stays the user's message.
+            if which != Selection::SystemBlocks {
+                out.put(br#",{"role":"user","content":"#);
+                out.put(string.of(body));
+                out.put(b"}");
+            } else if string.len() > 2 {
+                out.put(br#",{"type":"text","text":"#);
+                out.put(string.of(body));
+                out.put(b"}");
+            }
+            out.put(b"]");
         }
         TemplateEdit::Member { which, name } => {
             out.put(b",");

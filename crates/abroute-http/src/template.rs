@@ -11,7 +11,7 @@
 //! |---|---|
 //! | chat completions | before the first element of `messages` |
 //! | responses | before the first item of `input`; a string `input` becomes `[templates..., {"role": "user", "content": input}]` |
-//! | messages (Anthropic) | `system` and `developer` templates become text blocks before the body's `system` (a string `system` becomes `[blocks..., {"type": "text", "text": system}]`); the others go before the first element of `messages` |
+//! | messages (Anthropic) | `system` and `developer` templates become text blocks before the body's `system` (a string `system` becomes `[blocks..., {"type": "text", "text": system}]`, an empty one `[blocks...]`); the others go before the first element of `messages` |
 //!
 //! A list the body lacks is created (`"messages": [templates]`); a list that is neither an
 //! array nor (where allowed) a string is left alone, and the upstream answers for it. As in

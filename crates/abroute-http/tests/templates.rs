@@ -203,6 +203,15 @@ fn anthropic_system_templates_become_system_blocks() {
         run(Api::Messages, &t, &format!(r#"{{"model":"x",{vars}}}"#)),
         format!(r#"{{"model":"m","messages":[{user}],"system":[{blocks}]}}"#)
     );
+    // An empty `system` string is dropped, not kept as an empty text block.
+    assert_eq!(
+        run(
+            Api::Messages,
+            &json!([{"role": "system", "content": "S"}]),
+            r#"{"model":"x","system":"","messages":[]}"#
+        ),
+        r#"{"model":"m","system":[{"text":"S","type":"text"}],"messages":[]}"#
+    );
     // Only system templates: `messages` is untouched.
     let only = json!([{"role": "system", "content": "S"}]);
     assert_eq!(
