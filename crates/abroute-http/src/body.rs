@@ -8,6 +8,8 @@ use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
+use crate::stream::MetadataTap;
+
 /// The error type of bodies that can fail: anything boxed.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -49,8 +51,9 @@ impl Body for Full {
 }
 
 /// The response body of the [`AbrouteLayer`](crate::AbrouteLayer): the upstream's body (with
-/// the frames the layer already read replayed first), or bytes the layer wrote itself (an
-/// error, or a body with merged metadata).
+/// the frames the layer already read replayed first, and in an event stream with merged
+/// metadata, the metadata event inserted: see [`stream`](crate::stream)), or bytes the layer
+/// wrote itself (an error, or a body with merged metadata).
 #[derive(Debug)]
 pub struct AbrouteBody<B> {
     kind: Kind<B>,
@@ -63,6 +66,8 @@ enum Kind<B> {
         buffered: Option<Bytes>,
         pending: Option<Frame<Bytes>>,
         inner: B,
+        /// Set for an event stream that gets the metadata event.
+        tap: Option<Box<MetadataTap>>,
     },
 }
 
@@ -91,8 +96,17 @@ impl<B> AbrouteBody<B> {
                 buffered: buffered.filter(|b| !b.is_empty()),
                 pending,
                 inner,
+                tap: None,
             },
         }
+    }
+
+    /// This body (the upstream's) with the metadata event inserted by `tap`.
+    pub(crate) fn with_tap(mut self, with: Box<MetadataTap>) -> AbrouteBody<B> {
+        if let Kind::Inner { tap, .. } = &mut self.kind {
+            *tap = Some(with);
+        }
+        self
     }
 }
 
@@ -114,6 +128,39 @@ where
                 buffered,
                 pending,
                 inner,
+                tap: Some(tap),
+            } => loop {
+                if let Some(out) = tap.pop() {
+                    return Poll::Ready(Some(out));
+                }
+                if tap.ended() {
+                    return Poll::Ready(None);
+                }
+                let next = if let Some(b) = buffered.take() {
+                    Some(Ok(Frame::data(b)))
+                } else if let Some(f) = pending.take() {
+                    Some(Ok(f))
+                } else {
+                    match Pin::new(&mut *inner).poll_frame(cx) {
+                        Poll::Pending => return Poll::Pending,
+                        Poll::Ready(f) => f.map(|r| r.map_err(Into::into)),
+                    }
+                };
+                match next {
+                    Some(Ok(frame)) => {
+                        if let Some(whole) = tap.push(frame) {
+                            return Poll::Ready(Some(Ok(whole)));
+                        }
+                    }
+                    Some(Err(e)) => tap.fail(e),
+                    None => tap.end(),
+                }
+            },
+            Kind::Inner {
+                buffered,
+                pending,
+                inner,
+                tap: None,
             } => {
                 if let Some(b) = buffered.take() {
                     return Poll::Ready(Some(Ok(Frame::data(b))));
@@ -131,10 +178,12 @@ where
     fn is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
+            Kind::Inner { tap: Some(tap), .. } => tap.drained(),
             Kind::Inner {
                 buffered,
                 pending,
                 inner,
+                tap: None,
             } => buffered.is_none() && pending.is_none() && inner.is_end_stream(),
         }
     }
@@ -146,6 +195,7 @@ where
                 buffered,
                 pending,
                 inner,
+                tap,
             } => {
                 let extra = buffered.as_ref().map_or(0, |b| b.len() as u64)
                     + pending
@@ -154,8 +204,10 @@ where
                         .map_or(0, |b| b.len() as u64);
                 let h = inner.size_hint();
                 let mut out = SizeHint::new();
+                // With a tap, the event adds bytes and held ones are in neither count: the lower
+                // bound stays true, and there is no upper one.
                 out.set_lower(h.lower() + extra);
-                if let Some(upper) = h.upper() {
+                if let (Some(upper), None) = (h.upper(), tap) {
                     out.set_upper(upper + extra);
                 }
                 out

@@ -57,6 +57,7 @@ use crate::extract::{Api, extract};
 use crate::response::{DecisionHeaders, merge_metadata, metadata_value};
 use crate::rewrite::rewrite;
 use crate::route::{AttemptSettings, RouterOptions, route_error};
+use crate::stream::{MetadataTap, is_event_stream};
 
 /// A source of `now` for health and latencies: a duration since any fixed epoch.
 pub trait Clock: Send + Sync + 'static {
@@ -220,6 +221,14 @@ struct Shared<C, T> {
     keys: Option<ApiKeys>,
     clock: C,
     timer: T,
+}
+
+/// The layer's clock, so that a streamed body can read it (as an `Arc<dyn Clock>` of the
+/// shared state: no allocation).
+impl<C: Clock, T: Timer> Clock for Shared<C, T> {
+    fn now(&self) -> Duration {
+        self.clock.now()
+    }
 }
 
 impl<S, C: Clone, T: Clone> Layer<S> for AbrouteLayer<C, T> {
@@ -655,6 +664,16 @@ where
             Some(Peeked::Frame(f)) => AbrouteBody::replay(None, Some(f), body),
             Some(Peeked::Partial(data, frame)) => AbrouteBody::replay(Some(data), frame, body),
             Some(Peeked::End) | None => AbrouteBody::replay(None, None, body),
+        };
+        // An event stream gets the metadata as one more event (see `stream`), written when
+        // the stream ends; its length changes.
+        let body = if opts.get_merge_metadata() && is_event_stream(&head.headers) {
+            head.headers.remove(CONTENT_LENGTH);
+            let rec = record.get_or_insert_with(|| plan.record()).clone();
+            let clock: Arc<dyn Clock> = shared.clone();
+            body.with_tap(MetadataTap::new(ex.api(), rec, start, clock))
+        } else {
+            body
         };
         let mut response = finish(Response::from_parts(head, body), &plan, &attempt, false);
         if opts.get_record_extension() {

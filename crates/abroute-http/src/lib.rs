@@ -57,6 +57,7 @@ pub mod manage;
 pub mod response;
 pub mod rewrite;
 pub mod route;
+pub mod stream;
 pub mod template;
 
 pub use auth::{ApiKeys, AuthError, Permission, Permissions};
@@ -82,6 +83,7 @@ pub use route::{
     AttemptSettings, DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PREFIX, Routed, RouterOptions, Routing,
     generation_config, generation_for, route_error, strip_provider, templates_for,
 };
+pub use stream::{Finish, METADATA_EVENT, Scan, SseScanner};
 pub use template::{MessageTemplates, TemplateError};
 
 /// The HTTP guide's examples (`docs/http.md`), compiled and run as doctests.

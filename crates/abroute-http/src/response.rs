@@ -17,7 +17,8 @@
 //! the other fields of the [`DecisionRecord`] (`router`, `route_id`, `assigned_variant_id`,
 //! `assigned_model_id`, `served_variant_id`, `served_model_id`, `version`, `assignment`,
 //! `fail_open`). An existing `metadata` object keeps its other keys; the rest of the body is
-//! copied as it was.
+//! copied as it was. An event stream gets the same object as one more event
+//! ([`stream`](crate::stream)).
 
 use std::time::Duration;
 
