@@ -174,6 +174,20 @@ async fn the_in_process_mock_fails_over_times_out_and_streams() {
     let (status, headers, frames) = h.stream(&chat_body("ps", r#", "stream": true"#)).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(headers["x-abroute-model"], "openai/quick");
+    let text: String = frames
+        .iter()
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert_eq!(
+        attempt_models(&sse_metadata(&text)),
+        vec![
+            (
+                "openai/limited".to_owned(),
+                "failure:rate_limited".to_owned()
+            ),
+            ("openai/quick".to_owned(), "success".to_owned())
+        ]
+    );
     let last = frames.last().unwrap().0;
     let first = frames.first().unwrap().0;
     assert!(frames.len() >= 5, "{} frames", frames.len());
@@ -302,6 +316,31 @@ async fn streams_fail_over_before_the_first_byte_and_pass_through_unbuffered() {
         .collect();
     assert!(sse_content(&text).contains("This is quick"), "{text}");
     assert!(text.trim_end().ends_with("data: [DONE]"), "{text}");
+    // Inworld's metadata, as one more chunk just before [DONE], after the failover.
+    let chunk = sse_metadata(&text);
+    assert!(
+        chunk["id"].as_str().unwrap().starts_with("chatcmpl-mock-"),
+        "the stream's own id: {chunk}"
+    );
+    assert_eq!(chunk["model"], "quick", "the stream's own model");
+    assert_eq!(
+        attempt_models(&chunk),
+        vec![
+            (
+                "openai/sluggish".to_owned(),
+                "failure:slow_first_token".to_owned()
+            ),
+            ("openai/quick".to_owned(), "success".to_owned())
+        ]
+    );
+    let meta = &chunk["metadata"];
+    assert_eq!(meta["attempts"][1]["success"], true);
+    assert!(meta["attempts"][1]["time_to_first_token_ms"].is_u64());
+    assert_eq!(meta["served_variant_id"], "main");
+    assert_eq!(meta["served_model_id"], "openai/quick");
+    assert_eq!(meta["router"], "s");
+    // Measured at the end of the stream: after the 300 ms TTFT limit and the tokens.
+    assert!(meta["total_duration_ms"].as_u64().unwrap() >= 500, "{meta}");
     // Unbuffered: the frames arrived spread over the stream's life, not at once at the end.
     let first = frames.first().unwrap().0;
     let last = frames.last().unwrap().0;

@@ -250,6 +250,28 @@ pub fn attempt_models(body: &Value) -> Vec<(String, String)> {
 }
 
 /// The concatenated `delta.content` of an SSE stream of chat completion chunks.
+/// The chunk abroute adds to a chat stream with Inworld's `metadata`: one event, the last
+/// before `data: [DONE]`, with empty `choices`.
+pub fn sse_metadata(text: &str) -> Value {
+    let events: Vec<&str> = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .collect();
+    let done = events
+        .iter()
+        .position(|d| *d == "[DONE]")
+        .unwrap_or_else(|| panic!("no [DONE]: {text}"));
+    assert_eq!(
+        events.iter().filter(|d| d.contains("\"metadata\"")).count(),
+        1,
+        "{text}"
+    );
+    let chunk: Value = serde_json::from_str(events[done.checked_sub(1).unwrap()]).unwrap();
+    assert_eq!(chunk["object"], "chat.completion.chunk", "{text}");
+    assert_eq!(chunk["choices"], serde_json::json!([]), "{text}");
+    chunk
+}
+
 pub fn sse_content(text: &str) -> String {
     text.lines()
         .filter_map(|l| l.strip_prefix("data: "))
