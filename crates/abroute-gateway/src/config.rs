@@ -178,6 +178,15 @@ pub struct ProviderConfig {
     /// `base_url`; relative to the config file's directory.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    /// Offer HTTP/2 to an `https://` upstream (ALPN `h2`, then `http/1.1`): one connection
+    /// carries every concurrent request. Default `true`; `false` keeps HTTP/1.1. Plain
+    /// `http://` upstreams always get HTTP/1.1.
+    #[serde(default = "default_http2")]
+    pub http2: bool,
+}
+
+fn default_http2() -> bool {
+    true
 }
 
 impl fmt::Debug for ProviderConfig {
@@ -189,6 +198,7 @@ impl fmt::Debug for ProviderConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("api_key_env", &self.api_key_env)
             .field("ca_file", &self.ca_file)
+            .field("http2", &self.http2)
             .finish()
     }
 }
@@ -368,6 +378,7 @@ impl GatewayConfig {
                 api_key: None,
                 api_key_env: None,
                 ca_file: None,
+                http2: true,
             }],
             seed_router: true,
             ..GatewayConfig::default()
@@ -613,6 +624,27 @@ mod tests {
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert!(c.auth.enabled);
         assert!(c.routing.strip_provider);
+    }
+
+    #[test]
+    fn http2_is_offered_unless_turned_off() {
+        let c = GatewayConfig::from_toml_str(
+            "[[providers]]\nname = \"a\"\nbase_url = \"https://h/v1\"\n\
+             [[providers]]\nname = \"b\"\nbase_url = \"https://h/v1\"\nhttp2 = false\n",
+        )
+        .unwrap();
+        assert!(c.providers[0].http2);
+        assert!(!c.providers[1].http2);
+        let e = GatewayConfig::from_toml_str(
+            "[[providers]]\nname = \"a\"\nbase_url = \"https://h/v1\"\nhttp2 = \"yes\"\n",
+        )
+        .unwrap_err();
+        assert!(
+            e.message
+                .starts_with("line 4, column 9: invalid type: string \"yes\", expected a boolean"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

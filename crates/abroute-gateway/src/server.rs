@@ -348,7 +348,8 @@ impl Gateway {
             ));
             let mut provider = Provider::new(&p.name, base, key.as_deref())
                 .map_err(start_error)?
-                .trust(roots);
+                .trust(roots)
+                .http2(p.http2);
             if in_process {
                 provider = provider.served_in_process(crate::mock::router(mock_control.clone()));
             }

@@ -5,11 +5,13 @@
 //! service picks the provider by the provider part of the model id (`openai` in
 //! `openai/gpt-4.1`, else the `*` provider), points the request at the provider's base URL,
 //! replaces the client's credentials with the provider's key, and sends it over a pooled
-//! keep-alive HTTP/1.1 connection. The response body is passed on as it arrives (SSE included):
-//! nothing is buffered here.
+//! connection: HTTP/2 when an `https://` upstream agrees to it in the TLS handshake (one
+//! multiplexed connection per host; a provider's `http2 = false` turns the offer off), else
+//! keep-alive HTTP/1.1. The response body is passed on as it arrives (SSE included): nothing
+//! is buffered here.
 //!
-//! One client serves `http://` and `https://` base URLs alike. TLS is rustls with the `ring`
-//! provider (TLS 1.2 and 1.3, ALPN `http/1.1`), trusting Mozilla's root certificates built into
+//! The clients serve `http://` and `https://` base URLs alike. TLS is rustls with the `ring`
+//! provider (TLS 1.2 and 1.3, ALPN `h2` and `http/1.1`), trusting Mozilla's root certificates built into
 //! the binary (`webpki-roots`, so no system CA bundle is needed). A provider's `ca_file` adds
 //! root certificates (a private CA, a self-signed dev certificate) for that provider's host
 //! only: the other hosts are still checked against Mozilla's roots alone. A TLS connection is
@@ -147,6 +149,8 @@ pub struct Provider {
     extra_roots: Vec<CertificateDer<'static>>,
     /// The built-in mock, called in process (no socket) instead of `base`.
     in_process: Option<axum::Router>,
+    /// Whether HTTP/2 is offered when `base` is `https://`.
+    http2: bool,
 }
 
 impl fmt::Debug for Provider {
@@ -157,6 +161,7 @@ impl fmt::Debug for Provider {
             .field("key", &self.authorization.is_some())
             .field("extra_roots", &self.extra_roots.len())
             .field("in_process", &self.in_process.is_some())
+            .field("http2", &self.http2)
             .finish()
     }
 }
@@ -183,7 +188,16 @@ impl Provider {
             authorization,
             extra_roots: Vec::new(),
             in_process: None,
+            http2: true,
         })
+    }
+
+    /// Offers HTTP/2 (ALPN `h2`, then `http/1.1`) to an `https://` base when `on` (the
+    /// default), or only HTTP/1.1. A plain `http://` base always gets HTTP/1.1.
+    #[must_use]
+    pub fn http2(mut self, on: bool) -> Provider {
+        self.http2 = on;
+        self
     }
 
     /// This provider, answered in process by `service` (the built-in mock's router): requests
@@ -298,8 +312,8 @@ impl ServerCertVerifier for ScopedVerifier {
     }
 }
 
-/// The TLS client settings: `ring`, safe default versions (1.2 and 1.3), ALPN `http/1.1`, and
-/// the [`ScopedVerifier`] for these providers.
+/// The TLS client settings: `ring`, safe default versions (1.2 and 1.3), the
+/// [`ScopedVerifier`] for these providers, and no ALPN yet (see [`UpstreamService::new`]).
 fn tls_config(providers: &Providers) -> Result<ClientConfig, String> {
     let crypto = Arc::new(rustls::crypto::ring::default_provider());
     let mozilla = RootCertStore {
@@ -338,15 +352,13 @@ fn tls_config(providers: &Providers) -> Result<ClientConfig, String> {
         default: verifier(mozilla)?,
         scoped,
     };
-    let mut config = ClientConfig::builder_with_provider(crypto.clone())
+    Ok(ClientConfig::builder_with_provider(crypto.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| format!("cannot set up TLS: {e}"))?
         // `dangerous` only names the hook: the verifier is webpki's, with per-host roots.
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier))
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
+        .with_no_client_auth())
 }
 
 /// Every provider, by name, and the catch-all.
@@ -403,10 +415,17 @@ const DROPPED_REQUEST_HEADERS: [HeaderName; 9] = [
     header::ACCEPT_ENCODING,
 ];
 
-/// The service that calls upstreams. Cheap to clone (one pool shared by every clone).
+/// A pooled client for every provider of one HTTP version policy.
+type PooledClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// The service that calls upstreams. Cheap to clone (the pools are shared by every clone).
 #[derive(Clone)]
 pub struct UpstreamService {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// Offers `h2` then `http/1.1` in the TLS handshake: an upstream that picks `h2` gets one
+    /// multiplexed connection.
+    client_h2: PooledClient,
+    /// Offers only `http/1.1`: a pool of keep-alive connections.
+    client_h1: PooledClient,
     providers: Arc<Providers>,
     strip_provider: bool,
 }
@@ -438,14 +457,21 @@ impl UpstreamService {
         connector.set_connect_timeout(Some(connect_timeout));
         connector.set_nodelay(true);
         connector.set_keepalive(Some(Duration::from_secs(60)));
-        // `http://` passes straight through to the plain connector.
-        let connector = HttpsConnector::from((connector, tls_config(&providers)?));
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(1024)
-            .build(connector);
+        let tls = tls_config(&providers)?;
+        let client = |alpn: &[&[u8]]| {
+            let mut tls = tls.clone();
+            tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+            // `http://` passes straight through to the plain connector. With ALPN `h2` the
+            // pool keeps one connection per host and multiplexes on it.
+            let connector = HttpsConnector::from((connector.clone(), tls));
+            Client::builder(TokioExecutor::new())
+                .pool_idle_timeout(Duration::from_secs(60))
+                .pool_max_idle_per_host(1024)
+                .build(connector)
+        };
         Ok(UpstreamService {
-            client,
+            client_h2: client(&[b"h2", b"http/1.1"]),
+            client_h1: client(&[b"http/1.1"]),
             providers,
             strip_provider,
         })
@@ -586,7 +612,12 @@ impl tower::Service<Request<Bytes>> for UpstreamService {
             });
         }
         let req = Request::from_parts(parts, Full::new(body));
-        let fut = self.client.request(req);
+        let client = if provider.http2 {
+            &self.client_h2
+        } else {
+            &self.client_h1
+        };
+        let fut = client.request(req);
         let provider = Arc::clone(provider);
         Box::pin(async move {
             let response = fut.await.map_err(|e| {

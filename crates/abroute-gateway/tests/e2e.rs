@@ -103,6 +103,7 @@ async fn fails_over_on_429_503_timeouts_and_connect_errors() {
         api_key: None,
         api_key_env: None,
         ca_file: None,
+        http2: true,
     });
     let h = Harness::start(config).await;
     h.mock.set("limited", Behaviour::status(429));

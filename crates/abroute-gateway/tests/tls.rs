@@ -2,7 +2,8 @@
 //! certificate made at test time (`rcgen`), serving the built-in mock's router behind a
 //! `tokio-rustls` acceptor. The gateway reaches it when the provider's `ca_file` holds that
 //! certificate, refuses it (a clean 502, or a failover) when it does not, and trusts a
-//! `ca_file` only for its provider's host.
+//! `ca_file` only for its provider's host. An upstream that offers HTTP/2 gets it, on one
+//! multiplexed connection, unless the provider turns it off.
 
 #![allow(clippy::unwrap_used)]
 
@@ -17,7 +18,7 @@ use abroute_gateway::config::{GatewayConfig, ProviderConfig};
 use abroute_gateway::mock::{MockControl, router};
 use common::*;
 use http::StatusCode;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
@@ -42,7 +43,14 @@ struct TlsUpstream {
 }
 
 impl TlsUpstream {
+    /// A server that speaks HTTP/1.1 only.
     async fn start() -> TlsUpstream {
+        TlsUpstream::start_with(&[b"http/1.1"]).await
+    }
+
+    /// A server whose ALPN offers these protocols; it serves HTTP/2 on connections that agree
+    /// on `h2`.
+    async fn start_with(alpn: &[&[u8]]) -> TlsUpstream {
         let made = rcgen::generate_simple_self_signed(vec![
             "localhost".to_owned(),
             "127.0.0.1".to_owned(),
@@ -58,7 +66,7 @@ impl TlsUpstream {
             .with_no_client_auth()
             .with_single_cert(vec![cert], key.into())
             .unwrap();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         let acceptor = TlsAcceptor::from(Arc::new(config));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -87,13 +95,21 @@ impl TlsUpstream {
                             }
                         };
                         let session = tls.get_ref().1;
+                        let h2 = session.alpn_protocol() == Some(b"h2");
                         hellos.lock().unwrap().push((
                             session.server_name().map(str::to_owned),
                             session.alpn_protocol().map(<[u8]>::to_vec),
                         ));
-                        let _ = hyper::server::conn::http1::Builder::new()
-                            .serve_connection(TokioIo::new(tls), service)
-                            .await;
+                        let io = TokioIo::new(tls);
+                        let _ = if h2 {
+                            hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                                .serve_connection(io, service)
+                                .await
+                        } else {
+                            hyper::server::conn::http1::Builder::new()
+                                .serve_connection(io, service)
+                                .await
+                        };
                     });
                 }
             }
@@ -137,6 +153,7 @@ fn provider(name: &str, base_url: String, ca_file: Option<PathBuf>) -> ProviderC
         api_key: Some(format!("sk-{name}")),
         api_key_env: None,
         ca_file,
+        http2: true,
     }
 }
 
@@ -354,5 +371,69 @@ async fn an_unusable_ca_file_stops_the_start() {
     assert!(e.contains("providers[1].ca_file: "), "{e}");
     assert!(e.contains(&key_only.display().to_string()), "{e}");
     assert!(e.contains("no certificate"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_when_the_upstream_offers_it_on_one_connection() {
+    let upstream = TlsUpstream::start_with(&[b"h2", b"http/1.1"]).await;
+    upstream.control.capture(true);
+    let dir = temp_dir("tls-h2");
+    let ca = upstream.write_cert(&dir);
+    let base_url = format!("https://localhost:{}/v1", upstream.port());
+    let mut h1_only = provider("h1only", base_url.clone(), Some(ca.clone()));
+    h1_only.http2 = false;
+    let h = Harness::start(config_with(vec![
+        provider("multi", base_url, Some(ca)),
+        h1_only,
+    ]))
+    .await;
+    let r = h.create(&single_model_router("h2", "multi/gpt-4.1")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+
+    // The first request agrees on h2 (the server then speaks nothing else on the connection).
+    let r = h.chat(&chat_body("h2", "")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-abroute-model"), "multi/gpt-4.1");
+    assert_eq!(
+        upstream.hellos(),
+        vec![(Some("localhost".to_owned()), Some(b"h2".to_vec()))]
+    );
+    // Concurrent requests and a stream share that one connection.
+    let body = chat_body("h2", "");
+    let (a, b, c, d) = tokio::join!(h.chat(&body), h.chat(&body), h.chat(&body), h.chat(&body));
+    for r in [a, b, c, d] {
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let (status, _, frames) = h.stream(&chat_body("h2", r#", "stream": true"#)).await;
+    assert_eq!(status, StatusCode::OK);
+    let text: String = frames
+        .iter()
+        .map(|(_, b)| String::from_utf8_lossy(b).into_owned())
+        .collect();
+    assert!(sse_content(&text).contains("gpt-4.1"), "{text}");
+    assert_eq!(upstream.control.hits("gpt-4.1"), 6);
+    assert_eq!(
+        upstream.hellos().len(),
+        1,
+        "one connection for six requests"
+    );
+    // Hop-by-hop headers did not reach the HTTP/2 upstream, the provider's key did.
+    let seen = upstream.control.seen();
+    assert_eq!(seen[0].headers["authorization"], "Bearer sk-multi");
+    assert!(!seen[0].headers.contains_key("connection"));
+
+    // `http2 = false`: the same server, offered HTTP/1.1 only.
+    let r = h
+        .chat(
+            r#"{ "model": "h1only/gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}] }"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let hellos = upstream.hellos();
+    assert_eq!(hellos.len(), 2);
+    assert_eq!(hellos[1].1.as_deref(), Some(&b"http/1.1"[..]));
+    assert_eq!(upstream.failed.load(Ordering::SeqCst), 0);
+    h.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }

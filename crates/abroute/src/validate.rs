@@ -11,8 +11,8 @@ use rustc_hash::FxHashMap as HashMap;
 
 use crate::condition::Condition;
 use crate::config::{Route, RouterConfig};
-use serde_json::Value;
 use crate::error::{ConfigError, ConfigErrorKind as K, ConfigErrors, JsonPath};
+use serde_json::Value;
 
 /// The most conditional routes a router may have.
 pub const MAX_ROUTES: usize = 1_000;
@@ -301,7 +301,10 @@ fn message_templates(value: &Value, path: &JsonPath, errors: &mut Vec<ConfigErro
             continue;
         };
         match obj.get("role") {
-            None => errors.push(ConfigError::new(tpath.clone(), K::MissingField { field: "role" })),
+            None => errors.push(ConfigError::new(
+                tpath.clone(),
+                K::MissingField { field: "role" },
+            )),
             Some(Value::String(r)) if r.is_empty() => errors.push(ConfigError::new(
                 tpath.key("role"),
                 K::Empty { what: "role" },
@@ -316,7 +319,10 @@ fn message_templates(value: &Value, path: &JsonPath, errors: &mut Vec<ConfigErro
             )),
         }
         match obj.get("content") {
-            None => errors.push(ConfigError::new(tpath, K::MissingField { field: "content" })),
+            None => errors.push(ConfigError::new(
+                tpath,
+                K::MissingField { field: "content" },
+            )),
             Some(Value::String(_) | Value::Array(_)) => {}
             Some(other) => errors.push(ConfigError::new(
                 tpath.key("content"),

@@ -761,13 +761,22 @@ fn message_templates_are_lists_of_role_and_content() {
             { "variant": { "variant_id": "a", "model_id": "m", "message_templates": bad }, "weight": 1 }] } })));
     let v = "defaultRoute.variants[0].variant.message_templates";
     let want: Vec<(String, String)> = [
-        (format!("{v}[0]"), "expected a message object with `role` and `content`, found a string"),
+        (
+            format!("{v}[0]"),
+            "expected a message object with `role` and `content`, found a string",
+        ),
         (format!("{v}[1]"), "missing field `role`"),
         (format!("{v}[2].role"), "role must not be empty"),
         (format!("{v}[3].role"), "expected a string, found a number"),
         (format!("{v}[4]"), "missing field `content`"),
-        (format!("{v}[5].content"), "expected a string or a list of parts, found a number"),
-        ("defaults.messageTemplates".to_owned(), "expected a list of messages, found an object"),
+        (
+            format!("{v}[5].content"),
+            "expected a string or a list of parts, found a number",
+        ),
+        (
+            "defaults.messageTemplates".to_owned(),
+            "expected a list of messages, found an object",
+        ),
     ]
     .into_iter()
     .map(|(p, m)| (p, m.to_owned()))

@@ -47,6 +47,7 @@ pub fn test_config() -> GatewayConfig {
         api_key: Some("sk-upstream-key".to_owned()),
         api_key_env: None,
         ca_file: None,
+        http2: true,
     }];
     // Real sockets to the mock too: the upstream hop is part of what these tests check.
     c.mock.in_process = false;
