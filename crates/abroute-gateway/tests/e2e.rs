@@ -702,3 +702,74 @@ async fn conditions_see_messages() {
     assert_eq!(r.header("x-abroute-route"), "refunds");
     h.stop().await;
 }
+
+/// A router's `message_templates`, filled from `extra_body.prompt_variables`, reach the
+/// upstream in front of the request's messages; a failover to another variant sends that
+/// variant's own templates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn message_templates_reach_the_upstream_filled_in() {
+    let h = Harness::start(test_config()).await;
+    h.mock.capture(true);
+    let r = h
+        .create(
+            r#"{ "name": "agents",
+  "defaults": { "message_templates": [
+      { "role": "system", "content": "You are {{agent_name}}, who loves {{item}}." } ] },
+  "defaultRoute": { "route_id": "default", "failover": { "across_variants": true }, "variants": [
+      { "variant": { "variant_id": "main", "model_id": "openai/limited" }, "weight": 50 },
+      { "variant": { "variant_id": "other", "model_id": "openai/gpt-4.1",
+          "message_templates": [ { "role": "system", "content": "Other {{agent_name}}." } ] },
+        "weight": 50 } ] } }"#,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    h.mock.set("limited", Behaviour::status(429));
+    let mut failed_over = 0;
+    for user in 0..8 {
+        let r = h
+            .chat(&chat_body(
+                "agents",
+                &format!(
+                    r#", "user": "u-{user}", "extra_body": {{"prompt_variables": {{"agent_name": "Ava", "item": "tea"}}}}"#
+                ),
+            ))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.header("x-abroute-variant"), "other");
+        if r.header("x-abroute-assigned-variant") == "main" {
+            failed_over += 1;
+        }
+    }
+    assert!(
+        failed_over > 0,
+        "some sticky user is assigned `main` and fails over"
+    );
+    // Every attempt carried its variant's template, filled in, before the client's message;
+    // the router's keys are gone.
+    let seen = h.mock.seen();
+    let to = |model: &str| {
+        seen.iter()
+            .filter(|s| {
+                serde_json::from_slice::<serde_json::Value>(&s.body).unwrap()["model"] == model
+            })
+            .count()
+    };
+    assert_eq!(to("gpt-4.1"), 8);
+    // (Passive health may eject `limited` after a few 429s: then it is skipped.)
+    assert!((1..=failed_over).contains(&to("limited")));
+    for s in &seen {
+        let sent: serde_json::Value = serde_json::from_slice(&s.body).unwrap();
+        let messages = sent["messages"].as_array().unwrap();
+        assert_eq!(messages.len(), 2, "{sent}");
+        assert_eq!(messages[0]["role"], "system");
+        let want = match sent["model"].as_str() {
+            Some("limited") => "You are Ava, who loves tea.",
+            Some("gpt-4.1") => "Other Ava.",
+            other => panic!("unexpected model {other:?}"),
+        };
+        assert_eq!(messages[0]["content"], want, "{sent}");
+        assert_eq!(messages[1]["content"], "Hello!");
+        assert!(sent.get("extra_body").is_none(), "{sent}");
+    }
+    h.stop().await;
+}
