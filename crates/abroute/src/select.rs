@@ -587,7 +587,8 @@ fn resolve<'a>(
             let serving: Vec<&'a str> = catalog.by_name(model_id).map(|m| m.id.as_str()).collect();
             r.bare_providers = serving.clone();
             if serving.is_empty() {
-                // Unknown to the catalog: the host resolves the name (validation rejects this).
+                // Unknown to the catalog: the host resolves the name (`validate_selection` rejects this;
+                // compiling checks only `auto` variants, so a router may name such a model).
                 r.groups.push(Group {
                     members: vec![Member {
                         id: model_id,

@@ -167,7 +167,7 @@ fn full_router_reads_every_field() {
     assert_eq!(
         premium.condition,
         Some(Condition {
-            cel_expression: r#"metadata.tier == "premium""#.to_owned()
+            cel_expression: r#"tier == "premium""#.to_owned()
         })
     );
     assert_eq!(premium.route.route_id, "premium");
@@ -286,10 +286,10 @@ fn full_router_reads_every_field() {
     assert_eq!(
         conds,
         [
-            ("premium", Some(r#"metadata.tier == "premium""#)),
+            ("premium", Some(r#"tier == "premium""#)),
             (
                 "long-context",
-                Some(r#"size(messages) > 20 && metadata.locale.startsWith("en")"#)
+                Some(r#"size(messages) > 20 && locale.startsWith("en")"#)
             ),
         ]
     );
@@ -936,19 +936,19 @@ fn sort_direction_defaults_to_ascending() {
 fn recursion_limit_is_an_error_not_a_crash() {
     let nested = |depth: usize| {
         format!(
-            r#"{{"name":"a","defaults":{}1{}}}"#,
+            r#"{{"name":"a","defaults":{{"x":{}1{}}}}}"#,
             "[".repeat(depth),
             "]".repeat(depth)
         )
     };
-    // serde_json reads at most 127 nested levels; the router object is one of them.
-    assert!(RouterConfig::from_json(&nested(126)).is_ok());
-    let errors = parse_err(&nested(127));
+    // serde_json reads at most 127 nested levels; the router object and `defaults` are two.
+    assert!(RouterConfig::from_json(&nested(125)).is_ok());
+    let errors = parse_err(&nested(126));
     assert_eq!(
         errors.to_string(),
         format!(
-            "defaults{}: recursion limit exceeded at line 1 column 150",
-            "[0]".repeat(126)
+            "defaults.x{}: recursion limit exceeded at line 1 column 154",
+            "[0]".repeat(125)
         )
     );
     let errors = parse_err(&nested(10_000));
@@ -1102,6 +1102,30 @@ fn arb_raw() -> impl Strategy<Value = Option<Value>> {
     prop::option::of(arb_json().prop_filter("null is absent", |v| !v.is_null()))
 }
 
+/// A passthrough object (`defaults`, `text_generation_config`): any members, with a
+/// `text_generation_config` in it an object too.
+fn arb_raw_object() -> impl Strategy<Value = Option<Value>> {
+    prop::option::of(
+        (
+            prop::collection::vec((arb_string(), arb_json()), 0..6),
+            prop::option::of(prop::collection::vec((arb_string(), arb_json()), 0..4)),
+        )
+            .prop_map(|(kv, tgc)| {
+                let mut map: serde_json::Map<String, Value> = kv
+                    .into_iter()
+                    .filter(|(k, _)| k != "text_generation_config" && k != "textGenerationConfig")
+                    .collect();
+                if let Some(tgc) = tgc {
+                    map.insert(
+                        "text_generation_config".into(),
+                        Value::Object(tgc.into_iter().collect()),
+                    );
+                }
+                Value::Object(map)
+            }),
+    )
+}
+
 fn arb_selection() -> impl Strategy<Value = ModelSelection> {
     let key = (0..SortMetric::ALL.len(), any::<bool>()).prop_map(|(m, desc)| SortKey {
         metric: SortMetric::ALL[m],
@@ -1138,7 +1162,7 @@ fn arb_variant() -> impl Strategy<Value = WeightedVariant> {
         arb_string(),
         arb_string(),
         prop::option::of(arb_selection()),
-        (arb_raw(), arb_raw(), arb_raw(), arb_raw()),
+        (arb_raw_object(), arb_raw(), arb_raw(), arb_raw()),
         prop_oneof![any::<u32>(), 0..200u32],
     )
         .prop_map(
@@ -1186,7 +1210,7 @@ fn arb_config() -> impl Strategy<Value = RouterConfig> {
         prop::option::of(arb_string()),
         prop::collection::vec(conditional, 0..3),
         prop::option::of(arb_route()),
-        arb_raw(),
+        arb_raw_object(),
     )
         .prop_map(
             |(name, display_name, routes, default_route, defaults)| RouterConfig {
@@ -1611,5 +1635,43 @@ fn failover_extension_reads_and_round_trips() {
     assert!(
         err.contains("defaultRoute.failover: unknown field `across`, expected `across_variants`"),
         "{err}"
+    );
+}
+
+#[test]
+fn passthrough_objects_must_be_objects_and_spelled_once() {
+    let variant = |tgc: &str| {
+        format!(
+            r#"{{"name":"a","defaultRoute":{{"route_id":"d","variants":[{{"variant":{{"variant_id":"v","model_id":"m","text_generation_config":{tgc}}},"weight":1}}]}}}}"#
+        )
+    };
+    assert!(RouterConfig::from_json(&variant(r#"{"temperature":0.2}"#)).is_ok());
+    assert_eq!(
+        parse_err(&variant(r#""hot""#)).to_string(),
+        "defaultRoute.variants[0].variant.text_generation_config: expected a \
+         text_generation_config object, found a string"
+    );
+    assert_eq!(
+        parse_err(&variant(r#"{"max_tokens":5,"maxTokens":6}"#)).to_string(),
+        "defaultRoute.variants[0].variant.text_generation_config: `max_tokens` and `maxTokens` \
+         are two spellings of the same field; give only one"
+    );
+    let defaults = |d: &str| format!(r#"{{"name":"a","defaults":{d}}}"#);
+    assert!(RouterConfig::from_json(&defaults(r#"{"text_generation_config":{}}"#)).is_ok());
+    assert_eq!(
+        parse_err(&defaults("3")).to_string(),
+        "defaults: expected a defaults object, found a number"
+    );
+    assert_eq!(
+        parse_err(&defaults(r#"{"textGenerationConfig":[1]}"#)).to_string(),
+        "defaults.textGenerationConfig: expected a text_generation_config object, found an array"
+    );
+    assert_eq!(
+        parse_err(&defaults(
+            r#"{"message_templates":[],"messageTemplates":[]}"#
+        ))
+        .to_string(),
+        "defaults: `message_templates` and `messageTemplates` are two spellings of the same \
+         field; give only one"
     );
 }

@@ -23,6 +23,20 @@ const DISPLAY_NAME: Field = ("displayName", Some("display_name"));
 const ROUTES: Field = ("routes", None);
 const DEFAULT_ROUTE: Field = ("defaultRoute", Some("default_route"));
 const DEFAULTS: Field = ("defaults", None);
+/// Keys of `defaults` (and of a `text_generation_config`) that have two protobuf spellings.
+const DEFAULTS_SPELLINGS: [(&str, &str); 11] = [
+    ("text_generation_config", "textGenerationConfig"),
+    ("message_templates", "messageTemplates"),
+    ("web_search", "webSearch"),
+    ("max_tokens", "maxTokens"),
+    ("top_p", "topP"),
+    ("frequency_penalty", "frequencyPenalty"),
+    ("presence_penalty", "presencePenalty"),
+    ("repetition_penalty", "repetitionPenalty"),
+    ("stop_sequences", "stopSequences"),
+    ("logit_bias", "logitBias"),
+    ("optimize_prompt", "optimizePrompt"),
+];
 const ROUTER_FIELDS: &[Field] = &[NAME, DISPLAY_NAME, ROUTES, DEFAULT_ROUTE, DEFAULTS];
 
 const ROUTE: Field = ("route", None);
@@ -439,6 +453,29 @@ impl Reader {
         self.get(obj, field).map(|(v, _)| v.clone())
     }
 
+    /// A passthrough member that must be an object (`defaults`, `text_generation_config`),
+    /// kept as given. Inside it, a key in both protobuf spellings (`text_generation_config`
+    /// and `textGenerationConfig`, ...) is refused as everywhere else.
+    fn raw_object(&mut self, obj: &Obj<'_>, field: Field, what: &'static str) -> Option<Value> {
+        let (v, path) = self.get(obj, field)?;
+        let Value::Object(map) = v else {
+            self.err(
+                path,
+                K::WrongType {
+                    expected: what,
+                    found: kind_of(v),
+                },
+            );
+            return None;
+        };
+        for (first, second) in DEFAULTS_SPELLINGS {
+            if map.contains_key(first) && map.contains_key(second) {
+                self.err(path.clone(), K::BothSpellings { first, second });
+            }
+        }
+        Some(v.clone())
+    }
+
     fn router(&mut self, v: &Value, path: &JsonPath) -> Option<RouterConfig> {
         let obj = self.object(v, path, "a router object", ROUTER_FIELDS, ROUTER_EXPECTED)?;
         let name = self
@@ -450,7 +487,21 @@ impl Reader {
         let display_name = self.opt_string(&obj, DISPLAY_NAME);
         let routes = self.list(&obj, ROUTES, |r, v, p| r.conditional_route(v, &p));
         let default_route = self.optional(&obj, DEFAULT_ROUTE, Self::route);
-        let defaults = self.raw(&obj, DEFAULTS);
+        let defaults = self.raw_object(&obj, DEFAULTS, "a defaults object");
+        if let Some(Value::Object(d)) = &defaults {
+            for key in [TEXT_GENERATION_CONFIG.0, "textGenerationConfig"] {
+                match d.get(key) {
+                    None | Some(Value::Null | Value::Object(_)) => {}
+                    Some(other) => self.err(
+                        path.key(DEFAULTS.0).key(key),
+                        K::WrongType {
+                            expected: "a text_generation_config object",
+                            found: kind_of(other),
+                        },
+                    ),
+                }
+            }
+        }
         Some(RouterConfig {
             name: name?,
             display_name,
@@ -602,7 +653,11 @@ impl Reader {
         let variant_id = self.req_string(&obj, VARIANT_ID);
         let model_id = self.req_string(&obj, MODEL_ID);
         let model_selection = self.optional(&obj, MODEL_SELECTION, Self::model_selection);
-        let text_generation_config = self.raw(&obj, TEXT_GENERATION_CONFIG);
+        let text_generation_config = self.raw_object(
+            &obj,
+            TEXT_GENERATION_CONFIG,
+            "a text_generation_config object",
+        );
         let message_templates = self.raw(&obj, MESSAGE_TEMPLATES);
         let web_search = self.raw(&obj, WEB_SEARCH);
         let compression = self.raw(&obj, COMPRESSION);
