@@ -213,7 +213,8 @@ pub struct Limits {
     /// bytes (then fail over). Default `60s`.
     #[serde(deserialize_with = "de_duration")]
     pub attempt_timeout: Duration,
-    /// Give up connecting to an upstream after this long. Default `5s`.
+    /// Give up connecting to an upstream (TCP connect and TLS handshake together) after this
+    /// long. Default `5s`.
     #[serde(deserialize_with = "de_duration")]
     pub connect_timeout: Duration,
     /// On SIGTERM, wait at most this long for in-flight requests. Default `30s`.

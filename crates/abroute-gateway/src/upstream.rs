@@ -416,7 +416,49 @@ const DROPPED_REQUEST_HEADERS: [HeaderName; 9] = [
 ];
 
 /// A pooled client for every provider of one HTTP version policy.
-type PooledClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+type PooledClient = Client<TimedConnector<HttpsConnector<HttpConnector>>, Full<Bytes>>;
+
+/// A connector that bounds the whole connection setup, TCP connect and TLS handshake together,
+/// by one timeout (`limits.connect_timeout`). A server that accepts the connection and then
+/// stalls the handshake fails the attempt as soon as a refused connection would, instead of
+/// holding it until the attempt timeout. The error is an `io::Error` of kind `TimedOut`.
+#[derive(Clone)]
+struct TimedConnector<C> {
+    inner: C,
+    timeout: Duration,
+}
+
+impl<C> tower::Service<Uri> for TimedConnector<C>
+where
+    C: tower::Service<Uri>,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    type Response = C::Response;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<C::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, uri: Uri) -> Self::Future {
+        let connecting = self.inner.call(uri);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match tokio::time::timeout(timeout, connecting).await {
+                Ok(done) => done.map_err(Into::into),
+                Err(_) => Err(Box::new(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the connection (TCP and TLS) was not set up within {} ms",
+                        timeout.as_millis()
+                    ),
+                )) as BoxError),
+            }
+        })
+    }
+}
 
 /// The service that calls upstreams. Cheap to clone (the pools are shared by every clone).
 #[derive(Clone)]
@@ -439,9 +481,9 @@ impl fmt::Debug for UpstreamService {
 }
 
 impl UpstreamService {
-    /// A service over these providers, connecting with this timeout (TCP only: a TLS
-    /// handshake that stalls is cut by the layer's attempt timeout). `strip_provider` also
-    /// applies to requests that do not name a router.
+    /// A service over these providers, setting up each connection (TCP connect and TLS
+    /// handshake together) within `connect_timeout`. `strip_provider` also applies to requests
+    /// that do not name a router.
     ///
     /// # Errors
     ///
@@ -463,7 +505,10 @@ impl UpstreamService {
             tls.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
             // `http://` passes straight through to the plain connector. With ALPN `h2` the
             // pool keeps one connection per host and multiplexes on it.
-            let connector = HttpsConnector::from((connector.clone(), tls));
+            let connector = TimedConnector {
+                inner: HttpsConnector::from((connector.clone(), tls)),
+                timeout: connect_timeout,
+            };
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(60))
                 .pool_max_idle_per_host(1024)

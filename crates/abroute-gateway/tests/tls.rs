@@ -437,3 +437,54 @@ async fn http2_when_the_upstream_offers_it_on_one_connection() {
     h.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A server that accepts TCP connections and never answers the TLS handshake: the connect
+/// timeout (which covers the handshake) fails the attempt and the request fails over, long
+/// before the attempt timeout would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_handshake_is_cut_by_the_connect_timeout() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let held = Arc::new(Mutex::new(Vec::new()));
+    let task = tokio::spawn({
+        let held = Arc::clone(&held);
+        async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                // Keep the socket open, say nothing.
+                held.lock().unwrap().push(tcp);
+            }
+        }
+    });
+    let mut config = config_with(vec![provider(
+        "stalled",
+        format!("https://localhost:{port}/v1"),
+        None,
+    )]);
+    config.limits.connect_timeout = std::time::Duration::from_millis(300);
+    config.limits.attempt_timeout = std::time::Duration::from_secs(20);
+    let h = Harness::start(config).await;
+    let r = h
+        .create(&failover_router(
+            "stalled",
+            "stalled/gpt-4.1",
+            "backup/gpt-4o-mini",
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = h.chat(&chat_body("stalled", "")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-abroute-model"), "backup/gpt-4o-mini");
+    let body = r.json();
+    let attempts = attempt_models(&body);
+    assert_eq!(attempts.len(), 2, "{attempts:?}");
+    assert!(attempts[0].1.starts_with("failure"), "{attempts:?}");
+    // Cut at the connect timeout (0.3 s), not the attempt timeout (20 s).
+    let total = body["metadata"]["total_duration_ms"].as_u64().unwrap();
+    assert!(total < 10_000, "took {total} ms");
+    assert!(
+        !held.lock().unwrap().is_empty(),
+        "the TCP connection was made"
+    );
+    h.stop().await;
+    task.abort();
+}

@@ -76,7 +76,9 @@ pub struct Condition {
 pub struct Route {
     /// The route's id, unique within its router.
     pub route_id: String,
-    /// The variants and their weights. Weights are normalized by their sum.
+    /// The variants and their weights. Each variant gets `weight / sum` of the route: abroute
+    /// accepts any positive sum, where Inworld requires exactly 100 (as
+    /// [`ValidationOptions::strict`](crate::ValidationOptions::strict) does).
     pub variants: Vec<WeightedVariant>,
     /// Sticky-assignment salt (an abroute extension of the Inworld schema); by default the router
     /// name plus the route_id. Routes with the same salt share a population of users.
