@@ -151,6 +151,52 @@ pub struct Provider {
     in_process: Option<axum::Router>,
     /// Whether HTTP/2 is offered when `base` is `https://`.
     http2: bool,
+    /// Failed-connection warnings: at most one a second.
+    connect_warnings: WarnLimiter,
+}
+
+/// Lets one warning through per interval and counts the others, so that an upstream that is
+/// down under load logs a line a second, not a line per request.
+#[derive(Debug, Default)]
+struct WarnLimiter {
+    /// When the last warning went out, in ms since [`WarnLimiter::epoch`] plus one (0: never).
+    last: std::sync::atomic::AtomicU64,
+    /// Warnings held back since the last one that went out.
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl WarnLimiter {
+    /// The interval between two warnings.
+    const INTERVAL_MS: u64 = 1000;
+
+    fn epoch() -> std::time::Instant {
+        static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        *EPOCH.get_or_init(std::time::Instant::now)
+    }
+
+    /// `Some(n)` when a warning may go out now, `n` being how many were held back before it.
+    fn allow(&self) -> Option<u64> {
+        let now = u64::try_from(Self::epoch().elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.allow_at(now)
+    }
+
+    fn allow_at(&self, now_ms: u64) -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let stamp = now_ms.saturating_add(1);
+        let last = self.last.load(Relaxed);
+        let due = last == 0 || stamp.saturating_sub(last) >= Self::INTERVAL_MS;
+        if due
+            && self
+                .last
+                .compare_exchange(last, stamp, Relaxed, Relaxed)
+                .is_ok()
+        {
+            Some(self.suppressed.swap(0, Relaxed))
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+            None
+        }
+    }
 }
 
 impl fmt::Debug for Provider {
@@ -189,6 +235,7 @@ impl Provider {
             extra_roots: Vec::new(),
             in_process: None,
             http2: true,
+            connect_warnings: WarnLimiter::default(),
         })
     }
 
@@ -669,8 +716,13 @@ impl tower::Service<Request<Bytes>> for UpstreamService {
                 // The layer keeps only the failure's class: say here what went wrong (a refused
                 // connection, a certificate that is not trusted, ...).
                 if e.is_connect() {
-                    tracing::warn!(provider = %provider.name, base = %provider.base,
-                        error = %ErrorChain(&e), "cannot connect to the upstream");
+                    // At most one a second per provider: an outage under load would
+                    // otherwise log one line per request.
+                    if let Some(suppressed) = provider.connect_warnings.allow() {
+                        tracing::warn!(provider = %provider.name, base = %provider.base,
+                            error = %ErrorChain(&e), suppressed,
+                            "cannot connect to the upstream");
+                    }
                 } else {
                     tracing::debug!(provider = %provider.name, base = %provider.base,
                         error = %ErrorChain(&e), "upstream request failed");
@@ -692,6 +744,22 @@ impl tower::Service<Request<Bytes>> for UpstreamService {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connect_warnings_are_one_a_second() {
+        let w = WarnLimiter::default();
+        assert_eq!(w.allow_at(0), Some(0), "the first goes out");
+        assert_eq!(w.allow_at(10), None);
+        assert_eq!(w.allow_at(998), None);
+        assert_eq!(
+            w.allow_at(1000),
+            Some(2),
+            "a second later, with the count held back"
+        );
+        assert_eq!(w.allow_at(1500), None);
+        assert_eq!(w.allow_at(5000), Some(1));
+        assert_eq!(w.allow_at(5001), None);
+    }
 
     #[test]
     fn joins_paths() {
