@@ -844,7 +844,9 @@ mod tests {
         let p = |n: &str, u: &str| Provider::new(n, BaseUrl::parse(u).unwrap(), None).unwrap();
         let plain = Providers::new(vec![p("a", "http://h/v1"), p("b", "https://h/v1")]);
         let config = tls_config(&plain).unwrap();
-        assert_eq!(config.alpn_protocols, vec![b"http/1.1".to_vec()]);
+        // ALPN is each client's (`h2` and `http/1.1`, or `http/1.1` alone).
+        assert!(config.alpn_protocols.is_empty());
+        assert!(UpstreamService::new(Arc::new(plain), Duration::from_secs(1), true).is_ok());
     }
 
     #[test]
