@@ -18,7 +18,7 @@ use abroute_http::{AbrouteLayer, BoxError, Full, RouterOptions};
 use bytes::{Bytes, BytesMut};
 use common::*;
 use http::{Request, Response};
-use http_body::{Body, Frame};
+use http_body::Body;
 use tower::{Layer, Service};
 
 /// Counts the allocations of the current thread.
@@ -61,19 +61,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-struct Frames(VecDeque<Bytes>);
-
-impl Body for Frames {
-    type Data = Bytes;
-    type Error = BoxError;
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-    }
-}
 
 /// Answers every call with the same prepared stream (taken once).
 #[derive(Clone)]
