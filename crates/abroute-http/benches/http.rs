@@ -10,6 +10,9 @@
 //!   snapshot, route, take the plan's first attempt, find its generation parameters (rendered
 //!   once per loaded router, as the layer does) and rewrite the body. Targets: 4k in at most 3 µs, and at least 5× faster than
 //!   `serde_json-roundtrip`; 1m in at most 2× `copy+scan`.
+//! - `route+rewrite+templates`: the same for the same seed router with a router default
+//!   `message_templates` (a system message with two `{{variables}}`) and the body's
+//!   `extra_body.prompt_variables` filling them: the cost of templates over `route+rewrite`.
 //! - `serde_json-roundtrip`: `serde_json::from_slice::<Value>` then `to_vec`: what a
 //!   parse-and-reserialize gateway does.
 //! - `copy+scan`: the plain copy-and-scan: copy the body into a fresh `Vec` of its size, then
@@ -62,7 +65,38 @@ fn chat_body(target: usize) -> Vec<u8> {
     body.into_bytes()
 }
 
+/// The seed router under another name, with router default templates.
+fn templated_router() -> String {
+    SEED.replacen(
+        r#""name": "compare-frontier-models""#,
+        r#""name": "agents""#,
+        1,
+    )
+    .replacen(
+        r#""defaults": {"#,
+        r#""defaults": { "message_templates": [ { "role": "system",
+          "content": "You are {{agent_name}}, a support agent for {{company}}. Answer briefly." } ],"#,
+        1,
+    )
+}
+
+/// `body` for the templated router, with the variables.
+fn templated_body(body: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(body)
+        .replacen("inworld/compare-frontier-models", "inworld/agents", 1)
+        .replacen(
+            r#""extra_body":{"#,
+            r#""extra_body":{"prompt_variables":{"agent_name":"Ava","company":"Acme \"Widgets\""},"#,
+            1,
+        )
+        .into_bytes()
+}
+
 fn route_rewrite(engine: &Engine, body: &[u8]) -> usize {
+    routed_body(engine, body).len()
+}
+
+fn routed_body(engine: &Engine, body: &[u8]) -> Vec<u8> {
     let ex = extract(Api::ChatCompletions, body).expect("bench body extracts");
     let router = ex.router_name("inworld/").expect("a router model");
     let ctx = ex.context(None).expect("context");
@@ -70,19 +104,17 @@ fn route_rewrite(engine: &Engine, body: &[u8]) -> usize {
     let decision = snapshot.route(router, &ctx).expect("routes");
     let mut plan = decision.plan(&ctx, Duration::ZERO);
     let attempt = plan.next().expect("an attempt");
-    // As the layer does: the parameters (and message templates, none here) prepared once per
-    // loaded router.
+    // As the layer does: the parameters and message templates prepared once per loaded router.
     let settings = AttemptSettings::of(
         snapshot.router(router),
         decision.route_id(),
         attempt.variant_index(),
         ex.api(),
     );
-    let out = rewrite(
+    rewrite(
         &ex,
         &settings.rewrite(attempt.model_id(), Precedence::Router),
-    );
-    out.len()
+    )
 }
 
 fn serde_roundtrip(body: &[u8]) -> usize {
@@ -133,6 +165,9 @@ fn bench(c: &mut Criterion) {
     engine
         .upsert(RouterConfig::from_json(SEED).expect("seed parses"))
         .expect("seed is valid");
+    engine
+        .upsert(RouterConfig::from_json(&templated_router()).expect("templated router parses"))
+        .expect("templated router is valid");
     let mut group = c.benchmark_group("http");
     for size in [4096usize, 1 << 20] {
         let body = chat_body(size);
@@ -145,6 +180,22 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(
             BenchmarkId::new("route+rewrite", label),
             &body,
+            |b, body| {
+                b.iter(|| route_rewrite(&engine, black_box(body)));
+            },
+        );
+        let templated = templated_body(&body);
+        let sent = String::from_utf8(routed_body(&engine, &templated)).expect("UTF-8");
+        assert!(
+            sent.contains(
+                r#""You are Ava, a support agent for Acme \"Widgets\". Answer briefly.""#
+            ),
+            "the templates are written: {}",
+            &sent[..300]
+        );
+        group.bench_with_input(
+            BenchmarkId::new("route+rewrite+templates", label),
+            &templated,
             |b, body| {
                 b.iter(|| route_rewrite(&engine, black_box(body)));
             },

@@ -703,37 +703,38 @@ fn write_with_templates(
 ) -> Vec<u8> {
     let body = ex.body();
     let vars = Vars::new(body, ex.prompt_variables());
-    let put = |out: &mut dyn FnMut(&[u8]), repl: Repl<'_>| match repl {
-        Repl::Rendered(start, end) => out(rendered.get(start..end).unwrap_or_default()),
-        Repl::Templates(edit) => write_templates(&mut FnSink(out), edit, templates, &vars, body),
-        _ => {}
-    };
+    // One function for both passes (generic, so the counting pass is inlined too).
+    fn emit<W: Sink>(
+        out: &mut W,
+        repl: Repl<'_>,
+        rendered: &[u8],
+        templates: &MessageTemplates,
+        vars: &Vars<'_>,
+        body: &[u8],
+    ) {
+        match repl {
+            Repl::Rendered(start, end) => out.put(rendered.get(start..end).unwrap_or_default()),
+            Repl::Templates(edit) => write_templates(out, edit, templates, vars, body),
+            _ => {}
+        }
+    }
     let edits = Merged::new(edits, template_edits);
     let mut size = Counter(body.len());
     for e in edits.clone() {
         size.0 -= e.end - e.start;
-        put(&mut |b| size.put(b), e.repl);
+        emit(&mut size, e.repl, rendered, templates, &vars, body);
     }
     let size = size.0;
     let mut out = Vec::with_capacity(size);
     let mut pos = 0;
     for e in edits {
         out.put(&body[pos..e.start]);
-        put(&mut |b| out.put(b), e.repl);
+        emit(&mut out, e.repl, rendered, templates, &vars, body);
         pos = e.end;
     }
     out.put(&body[pos..]);
     debug_assert_eq!(out.len(), size);
     out
-}
-
-/// A [`Sink`] over a closure.
-struct FnSink<'f>(&'f mut dyn FnMut(&[u8]));
-
-impl Sink for FnSink<'_> {
-    fn put(&mut self, bytes: &[u8]) {
-        (self.0)(bytes);
-    }
 }
 
 /// Two lists of edits, each in body order, merged by offset (the first list first on ties).

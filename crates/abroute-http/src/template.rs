@@ -304,13 +304,19 @@ impl<'a> Vars<'a> {
         Vars { body, entries }
     }
 
-    /// The value of `name` (the last entry with that key).
+    /// The value of `name` (the last entry with that key). Names are ASCII; a key without
+    /// escapes is compared as it is written, one with escapes decoded.
     fn get(&self, name: &[u8]) -> Option<ValueSpan> {
-        let name = std::str::from_utf8(name).ok()?;
         self.entries
             .iter()
             .rev()
-            .find(|(k, _)| k.eq_str(self.body, name))
+            .find(|(k, _)| {
+                if k.escaped {
+                    k.decode(self.body).is_ok_and(|d| d.as_bytes() == name)
+                } else {
+                    k.inner.of(self.body) == name
+                }
+            })
             .map(|&(_, v)| v)
     }
 
