@@ -54,7 +54,7 @@ use crate::auth::{ApiKeys, AuthError, Permission};
 use crate::body::{AbrouteBody, BoxError, ReadError, content_length, read_limited};
 use crate::error::ApiError;
 use crate::extract::{Api, extract};
-use crate::response::{DecisionHeaders, merge_metadata, metadata_value};
+use crate::response::{DecisionHeaders, merge_metadata_as, metadata_member, metadata_value};
 use crate::rewrite::rewrite;
 use crate::route::{AttemptSettings, RouterOptions, route_error};
 use crate::stream::{MetadataTap, is_event_stream};
@@ -652,7 +652,8 @@ where
             Some(Peeked::All(all)) => {
                 let total = now.saturating_sub(start);
                 let rec = record.insert(plan.record());
-                match merge_metadata(&all, metadata_value(rec, total)) {
+                let member = metadata_member(ex.api());
+                match merge_metadata_as(&all, member, metadata_value(rec, total)) {
                     Some(merged) => {
                         head.headers
                             .insert(CONTENT_LENGTH, HeaderValue::from(merged.len()));

@@ -75,8 +75,9 @@ pub use manage::{
     ManagementService, MemoryStore, RouterStore, StoreError,
 };
 pub use response::{
-    ASSIGNED_VARIANT_HEADER, DecisionHeaders, MODEL_HEADER, ROUTE_HEADER, ROUTER_HEADER,
-    VARIANT_HEADER, VERSION_HEADER, merge_metadata, metadata_value,
+    ASSIGNED_VARIANT_HEADER, DecisionHeaders, MODEL_HEADER, RESPONSES_METADATA_MEMBER,
+    ROUTE_HEADER, ROUTER_HEADER, VARIANT_HEADER, VERSION_HEADER, merge_metadata, merge_metadata_as,
+    metadata_member, metadata_value,
 };
 pub use rewrite::{GenerationParams, Precedence, RenderedGeneration, Rewrite, rewrite};
 pub use route::{

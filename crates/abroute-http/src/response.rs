@@ -17,7 +17,8 @@
 //! the other fields of the [`DecisionRecord`] (`router`, `route_id`, `assigned_variant_id`,
 //! `assigned_model_id`, `served_variant_id`, `served_model_id`, `version`, `assignment`,
 //! `fail_open`). An existing `metadata` object keeps its other keys; the rest of the body is
-//! copied as it was. An event stream gets the same object as one more event
+//! copied as it was. A responses-API answer gets the same object as `abroute_metadata`
+//! ([`metadata_member`]): its own `metadata` is the caller's. An event stream gets the same object as one more event
 //! ([`stream`](crate::stream)).
 
 use std::time::Duration;
@@ -98,9 +99,32 @@ pub fn metadata_value(record: &DecisionRecord, total_duration: Duration) -> Map<
     map
 }
 
+/// The member that carries the metadata in an answer of `api`: `metadata` (Inworld's place)
+/// for chat completions and messages; [`RESPONSES_METADATA_MEMBER`] for responses, whose own
+/// `metadata` is the caller's map of at most 16 strings, echoed back, which typed clients parse
+/// as such.
+pub fn metadata_member(api: crate::Api) -> &'static str {
+    match api {
+        crate::Api::Responses => RESPONSES_METADATA_MEMBER,
+        crate::Api::ChatCompletions | crate::Api::Messages => "metadata",
+    }
+}
+
+/// The top-level member that carries abroute's metadata in a responses-API answer.
+pub const RESPONSES_METADATA_MEMBER: &str = "abroute_metadata";
+
 /// Merges `metadata` into a JSON object body. `None` when the body is not a JSON object (it is
 /// then left alone); only the `metadata` member is written anew.
 pub fn merge_metadata(body: &[u8], metadata: Map<String, Value>) -> Option<Vec<u8>> {
+    merge_metadata_as(body, "metadata", metadata)
+}
+
+/// [`merge_metadata`] under another member name (see [`metadata_member`]).
+pub fn merge_metadata_as(
+    body: &[u8],
+    member: &str,
+    metadata: Map<String, Value>,
+) -> Option<Vec<u8>> {
     let mut sc = Scanner::new(body);
     sc.ws();
     let open = sc.pos();
@@ -108,7 +132,7 @@ pub fn merge_metadata(body: &[u8], metadata: Map<String, Value>) -> Option<Vec<u
     let mut last_end: Option<usize> = None;
     sc.object(|sc, key| {
         let v = sc.value()?;
-        if key.eq_str(sc.body(), "metadata") {
+        if key.eq_str(sc.body(), member) {
             existing = Some((v.kind, v.span));
         }
         last_end = Some(v.span.end);
@@ -136,7 +160,8 @@ pub fn merge_metadata(body: &[u8], metadata: Map<String, Value>) -> Option<Vec<u
             if last_end.is_some() {
                 out.put(b",");
             }
-            out.put(b"\"metadata\":");
+            crate::json::write_str(&mut out, member);
+            out.put(b":");
             write_value(&mut out, &Value::Object(metadata));
             out.put(&body[at..]);
         }
@@ -173,6 +198,16 @@ mod tests {
             br#"{"metadata": {"generation_id":"g","router":"r"}, "z": 1e400}"#
         );
         assert_eq!(merge_metadata(b"[1]", meta()), None);
+        // A responses answer keeps its own `metadata` (the caller's strings).
+        assert_eq!(
+            merge_metadata_as(
+                br#"{"object":"response","metadata":{"k":"v"}}"#,
+                metadata_member(crate::Api::Responses),
+                meta()
+            )
+            .unwrap(),
+            br#"{"object":"response","metadata":{"k":"v"},"abroute_metadata":{"router":"r"}}"#
+        );
         assert_eq!(merge_metadata(b"{", meta()), None);
     }
 }

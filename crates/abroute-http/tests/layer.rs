@@ -388,6 +388,27 @@ fn merges_metadata_into_json_responses() {
     assert_eq!(meta["served_model_id"], "q/backup");
     assert!(meta["total_duration_ms"].is_u64());
     assert!(meta["version"].is_u64());
+
+    // A responses answer keeps its own `metadata` (the caller's strings, echoed back): the
+    // record goes into `abroute_metadata`.
+    let up = Upstream::new(&[
+        ("p/primary", Behavior::Status(429, "{}")),
+        (
+            "q/backup",
+            Behavior::Status(200, r#"{"object":"response","metadata":{"k":"v"}}"#),
+        ),
+    ]);
+    let mut svc = AbrouteLayer::new(engine_with(&[FAILOVER]))
+        .options(RouterOptions::new().merge_metadata(true))
+        .layer(up.clone());
+    let r = call(
+        &mut svc,
+        post("/v1/responses", r#"{"model":"inworld/fo","input":"hi"}"#),
+    );
+    let v = json(&body_bytes(r.into_body()));
+    assert_eq!(v["metadata"], serde_json::json!({"k": "v"}));
+    assert_eq!(v["abroute_metadata"]["served_model_id"], "q/backup");
+    assert_eq!(v["abroute_metadata"]["attempts"][0]["success"], false);
 }
 
 #[test]
