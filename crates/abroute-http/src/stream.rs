@@ -100,6 +100,15 @@ enum Line {
     Capture,
 }
 
+/// True for a `created` worth copying: a whole number of seconds that fits a `u64` (what
+/// OpenAI sends). `1e400` or `-1` is valid JSON, but typed clients refuse it; the chunk then
+/// says `0`.
+fn is_timestamp(raw: &[u8]) -> bool {
+    !raw.is_empty()
+        && raw.iter().all(u8::is_ascii_digit)
+        && std::str::from_utf8(raw).is_ok_and(|s| s.parse::<u64>().is_ok())
+}
+
 /// The first bytes of a chat chunk, and where its `id`, `created` and `model` are in them.
 struct ChunkHead {
     buf: [u8; HEAD_CAPTURE],
@@ -135,11 +144,19 @@ impl ChunkHead {
             let v = sc.value()?;
             // A value that reaches the end of the copy may have been cut (a number).
             if v.span.end < buf.len() {
-                if key.eq_str(buf, "id") && v.kind == Kind::String {
+                // Strings are copied as written, so only those a strict reader takes: a lone
+                // surrogate escape (`\udfff`) is valid JSON grammar, but serde_json and typed
+                // clients refuse it. Checked only for the rare string with an escape.
+                let text = || {
+                    v.kind == Kind::String
+                        && (!v.span.of(buf).contains(&b'\\')
+                            || serde_json::from_slice::<String>(v.span.of(buf)).is_ok())
+                };
+                if key.eq_str(buf, "id") && text() {
                     id = Some(v.span);
-                } else if key.eq_str(buf, "created") && v.kind == Kind::Number {
+                } else if key.eq_str(buf, "created") && is_timestamp(v.span.of(buf)) {
                     created = Some(v.span);
-                } else if key.eq_str(buf, "model") && v.kind == Kind::String {
+                } else if key.eq_str(buf, "model") && text() {
                     model = Some(v.span);
                 }
             }
@@ -1023,6 +1040,18 @@ mod tests {
         let v = inserted(Api::ChatCompletions, s.as_bytes(), &out, at);
         assert_eq!(v["id"], "c-\"2\"");
         assert_eq!(v["created"], 17);
+        // A `created` that is not a u64 of seconds is not copied.
+        for bad in ["1.5", "-1", "1e400", "99999999999999999999999"] {
+            assert!(!is_timestamp(bad.as_bytes()), "{bad}");
+        }
+        assert!(is_timestamp(b"1700000000"));
+        // An id with a lone surrogate escape is not copied; one with a pair is.
+        let mut odd = SseScanner::new(Api::ChatCompletions);
+        odd.scan(b"data: {\"id\":\"a\\udfff\",\"model\":\"m\\ud83d\\ude00\"}\n\n");
+        let event = String::from_utf8(odd.metadata_event(&Map::new(), "served")).unwrap();
+        let w: Value = serde_json::from_str(event.trim().strip_prefix("data: ").unwrap()).unwrap();
+        assert_eq!(w["id"], "");
+        assert_eq!(w["model"], "m\u{1f600}");
         assert_eq!(v["model"], "gpt-x");
         // No chunk at all: empty id, 0, and the served model.
         let out = run(Api::ChatCompletions, &[b"data: [DONE]\n\n"]);
