@@ -7,6 +7,7 @@
 //! | `abroute_attempts_total` | counter | `router`, `route`, `variant` (of the attempt), `model`, `outcome` (`success`, `rate_limited`, `server_error`, `timeout`, `slow_first_token`, `client_error`) |
 //! | `abroute_attempt_duration_seconds` | histogram | `model`, `outcome` |
 //! | `abroute_failovers_total` | counter | `router`, `route`, `variant` (assigned), `model` (served) |
+//! | `abroute_input_tokens_total`, `abroute_output_tokens_total` | counter | `router`, `route`, `variant` (assigned), `served_variant`, `model` (served): the answer's `usage`, for non-streaming answers (read whole to merge `metadata`) |
 //! | `abroute_ejections_total` | counter | `router`, `route`, `variant`, `model`: ejections of the model so far |
 //! | `abroute_model_ejected` | gauge | `model`: 1 while ejected |
 //! | `abroute_unrouted_requests_total` | counter | `status`: requests that named no router or were refused before routing |
@@ -25,6 +26,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use abroute::{DecisionRecord, Engine, FailureClass, Outcome};
+use abroute_http::Usage;
 use http::{Request, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
@@ -67,6 +69,14 @@ fn describe() {
         "Time to the response head of routed requests (first token for streams)"
     );
     describe_counter!("abroute_attempts_total", "Upstream attempts, by outcome");
+    describe_counter!(
+        "abroute_input_tokens_total",
+        "Prompt tokens of answered requests (the answer's usage; non-streaming answers)"
+    );
+    describe_counter!(
+        "abroute_output_tokens_total",
+        "Generated tokens of answered requests (the answer's usage; non-streaming answers)"
+    );
     describe_histogram!(
         "abroute_attempt_duration_seconds",
         Unit::Seconds,
@@ -165,8 +175,15 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
-/// Records the metrics and the log line of one routed request.
-pub fn observe_routed(record: &DecisionRecord, status: u16, elapsed: Duration, log_info: bool) {
+/// Records the metrics and the log line of one routed request; `usage` is the answer's token
+/// counts when the adapter read them ([`Usage`]).
+pub fn observe_routed(
+    record: &DecisionRecord,
+    usage: Option<Usage>,
+    status: u16,
+    elapsed: Duration,
+    log_info: bool,
+) {
     let served_variant = record.served_variant_id.as_deref().unwrap_or("");
     let model = record
         .served_model_id
@@ -209,6 +226,23 @@ pub fn observe_routed(record: &DecisionRecord, status: u16, elapsed: Duration, l
         )
         .record(a.latency_ms as f64 / 1000.0);
     }
+    let usage = usage.unwrap_or_default();
+    for (name, count) in [
+        ("abroute_input_tokens_total", usage.input_tokens),
+        ("abroute_output_tokens_total", usage.output_tokens),
+    ] {
+        if let Some(count) = count {
+            metrics::counter!(
+                name,
+                "router" => record.router.clone(),
+                "route" => record.route_id.clone(),
+                "variant" => record.assigned_variant_id.clone(),
+                "served_variant" => served_variant.to_owned(),
+                "model" => model.to_owned()
+            )
+            .increment(count);
+        }
+    }
     let failover = record.served_model_id.is_some() && record.attempts.len() > 1;
     if failover {
         metrics::counter!(
@@ -233,6 +267,8 @@ pub fn observe_routed(record: &DecisionRecord, status: u16, elapsed: Duration, l
                 status,
                 latency_us,
                 attempts = record.attempts.len(),
+                input_tokens = usage.input_tokens,
+                output_tokens = usage.output_tokens,
                 failover,
                 fail_open = record.fail_open,
                 "request"
@@ -286,8 +322,9 @@ where
         Box::pin(async move {
             let Ok(mut response) = fut.await;
             let status = response.status().as_u16();
+            let usage = response.extensions().get::<Usage>().copied();
             match response.extensions_mut().remove::<DecisionRecord>() {
-                Some(record) => observe_routed(&record, status, start.elapsed(), log_info),
+                Some(record) => observe_routed(&record, usage, status, start.elapsed(), log_info),
                 None => observe_unrouted(status),
             }
             Ok(response)

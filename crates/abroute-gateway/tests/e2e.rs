@@ -84,6 +84,13 @@ async fn seed_steps_work_in_the_demo_mode() {
         "{text}"
     );
     assert!(text.contains("abroute_ejections_total"), "{text}");
+    // The answer's usage, counted per variant.
+    for name in ["abroute_input_tokens_total", "abroute_output_tokens_total"] {
+        assert!(
+            text.contains(&format!("{name}{{router=\"compare-frontier-models\"")),
+            "{name}: {text}"
+        );
+    }
     let r = h.request(Method::GET, "/v1/models", "", None).await;
     assert_eq!(r.json()["data"][0]["id"], "inworld/compare-frontier-models");
     assert!(h.stop().await);

@@ -54,7 +54,9 @@ use crate::auth::{ApiKeys, AuthError, Permission};
 use crate::body::{AbrouteBody, BoxError, ReadError, content_length, read_limited};
 use crate::error::ApiError;
 use crate::extract::{Api, extract};
-use crate::response::{DecisionHeaders, merge_metadata_as, metadata_member, metadata_value};
+use crate::response::{
+    DecisionHeaders, Usage, merge_metadata_as, metadata_member, metadata_value, usage_of,
+};
 use crate::rewrite::rewrite;
 use crate::route::{AttemptSettings, RouterOptions, route_error};
 use crate::stream::{MetadataTap, is_event_stream};
@@ -648,8 +650,15 @@ where
         let (mut head, body) = called.response.into_parts();
         // Built once: for the merged metadata and for the response extension.
         let mut record = None;
+        let mut usage: Option<Usage> = None;
         let body = match called.peeked {
             Some(Peeked::All(all)) => {
+                // Read whole, so the latency covers the whole answer: with its output tokens,
+                // the model's throughput.
+                usage = usage_of(ex.api(), &all);
+                if let Some(tokens) = usage.and_then(|u| u.output_tokens) {
+                    plan.report_output_tokens(&attempt, tokens, latency);
+                }
                 let total = now.saturating_sub(start);
                 let rec = record.insert(plan.record());
                 let member = metadata_member(ex.api());
@@ -680,6 +689,9 @@ where
         if opts.get_record_extension() {
             let record = record.unwrap_or_else(|| plan.record());
             response.extensions_mut().insert(record);
+        }
+        if let Some(usage) = usage {
+            response.extensions_mut().insert(usage);
         }
         return response;
     }

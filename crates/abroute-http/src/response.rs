@@ -99,6 +99,57 @@ pub fn metadata_value(record: &DecisionRecord, total_duration: Duration) -> Map<
     map
 }
 
+/// The token counts of an answer, from its `usage` (`prompt_tokens` and `completion_tokens` in
+/// chat completions, `input_tokens` and `output_tokens` in responses and messages). The layer
+/// puts it in the response's extensions when it read the answer whole (non-streaming JSON with
+/// [`merge_metadata`](crate::RouterOptions::merge_metadata)), and reports the output tokens for
+/// throughput sorting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// Tokens in the prompt.
+    pub input_tokens: Option<u64>,
+    /// Tokens generated.
+    pub output_tokens: Option<u64>,
+}
+
+/// The `usage` of a JSON answer of `api`; `None` when the body is not a JSON object or has no
+/// `usage` object (the last one, if written twice). A count that is not a whole number is
+/// left out.
+pub fn usage_of(api: crate::Api, body: &[u8]) -> Option<Usage> {
+    let (input_key, output_key) = match api {
+        crate::Api::ChatCompletions => ("prompt_tokens", "completion_tokens"),
+        crate::Api::Responses | crate::Api::Messages => ("input_tokens", "output_tokens"),
+    };
+    let mut sc = Scanner::new(body);
+    let mut found = None;
+    sc.object(|sc, key| {
+        sc.ws();
+        if key.eq_str(sc.body(), "usage") && sc.peek() == Some(b'{') {
+            let mut usage = Usage::default();
+            sc.object(|sc, key| {
+                let v = sc.value()?;
+                let count = || {
+                    (v.kind == Kind::Number)
+                        .then(|| std::str::from_utf8(v.span.of(sc.body())).ok()?.parse().ok())
+                        .flatten()
+                };
+                if key.eq_str(sc.body(), input_key) {
+                    usage.input_tokens = count();
+                } else if key.eq_str(sc.body(), output_key) {
+                    usage.output_tokens = count();
+                }
+                Ok(())
+            })?;
+            found = Some(usage);
+        } else {
+            sc.value()?;
+        }
+        Ok(())
+    })
+    .ok()?;
+    found
+}
+
 /// The member that carries the metadata in an answer of `api`: `metadata` (Inworld's place)
 /// for chat completions and messages; [`RESPONSES_METADATA_MEMBER`] for responses, whose own
 /// `metadata` is the caller's map of at most 16 strings, echoed back, which typed clients parse
@@ -198,6 +249,26 @@ mod tests {
             br#"{"metadata": {"generation_id":"g","router":"r"}, "z": 1e400}"#
         );
         assert_eq!(merge_metadata(b"[1]", meta()), None);
+        // Usage, per API; a count that is no whole number is left out; the last `usage` wins.
+        let chat =
+            br#"{"usage": {"prompt_tokens": 12, "completion_tokens": 7, "total_tokens": 19}}"#;
+        assert_eq!(
+            usage_of(crate::Api::ChatCompletions, chat),
+            Some(Usage {
+                input_tokens: Some(12),
+                output_tokens: Some(7)
+            })
+        );
+        let other = br#"{"usage":{"input_tokens":3,"output_tokens":1.5},"usage":{"input_tokens":4,"output_tokens":-2}}"#;
+        assert_eq!(
+            usage_of(crate::Api::Messages, other),
+            Some(Usage {
+                input_tokens: Some(4),
+                output_tokens: None
+            })
+        );
+        assert_eq!(usage_of(crate::Api::Responses, br#"{"usage":null}"#), None);
+        assert_eq!(usage_of(crate::Api::Responses, b"[]"), None);
         // A responses answer keeps its own `metadata` (the caller's strings).
         assert_eq!(
             merge_metadata_as(

@@ -412,6 +412,41 @@ fn merges_metadata_into_json_responses() {
 }
 
 #[test]
+fn usage_feeds_throughput_and_the_response_extensions() {
+    let engine = engine_with(&[FAILOVER]);
+    let up = Upstream::new(&[(
+        "p/primary",
+        Behavior::Status(
+            200,
+            r#"{"id":"c1","usage":{"prompt_tokens":10,"completion_tokens":40}}"#,
+        ),
+    )]);
+    let mut svc = AbrouteLayer::new(Arc::clone(&engine))
+        .options(RouterOptions::new().merge_metadata(true))
+        .layer(up.clone());
+    let r = call(&mut svc, post("/v1/chat/completions", CHAT));
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.extensions().get::<abroute_http::Usage>(),
+        Some(&abroute_http::Usage {
+            input_tokens: Some(10),
+            output_tokens: Some(40)
+        })
+    );
+    // 40 tokens over the attempt's latency: a throughput of its own, not the prior.
+    let after = engine.metrics().get("p/primary");
+    assert!(
+        !after.throughput_is_prior && after.throughput > 0.0,
+        "{after:?}"
+    );
+
+    // Without merge_metadata the answer streams through unread: no usage.
+    let mut plain = AbrouteLayer::new(engine).layer(up.clone());
+    let r = call(&mut plain, post("/v1/chat/completions", CHAT));
+    assert!(r.extensions().get::<abroute_http::Usage>().is_none());
+}
+
+#[test]
 fn chat_keys_are_checked_and_not_forwarded() {
     let engine = engine_with(&[FAILOVER]);
     let up = Upstream::new(&[]);
