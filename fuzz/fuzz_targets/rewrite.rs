@@ -28,6 +28,8 @@ fuzz_target!(|data: &[u8]| {
         _ => Api::Messages,
     };
     let extracted = extract(api, body);
+    // An answer's usage is read from upstream bytes the same way: it must not panic either.
+    let _ = abroute_http::usage_of(api, body);
 
     let shallow = body.iter().filter(|&&b| b == b'[' || b == b'{').count() < 100;
     let serde_ok = serde_json::from_slice::<IgnoredAny>(body).is_ok();
