@@ -426,26 +426,20 @@ fn template_edits(
         Api::Messages => (Selection::Conversation, "messages"),
     };
     // (value, which templates, member name, whether a string value may be wrapped)
-    let mut targets: SmallList<(Option<ValueSpan>, Selection, &'static str, bool), 2> =
-        SmallList::default();
-    targets.push((
-        ex.conversation(),
-        conversation,
-        name,
-        ex.api() == Api::Responses,
-    ));
-    if ex.api() == Api::Messages {
-        let system = (ex.system(), Selection::SystemBlocks, "system", true);
-        // Inner edits in body order.
-        match (ex.conversation(), ex.system()) {
-            (Some(c), Some(s)) if s.span.start < c.span.start => {
-                let conv = targets.get(0).copied().unwrap_or(system);
-                targets = SmallList::default();
-                targets.push(system);
-                targets.push(conv);
-            }
-            _ => targets.push(system),
-        }
+    type Target = (Option<ValueSpan>, Selection, &'static str, bool);
+    let mut targets: [Option<Target>; 2] = [
+        Some((
+            ex.conversation(),
+            conversation,
+            name,
+            ex.api() == Api::Responses,
+        )),
+        (ex.api() == Api::Messages).then(|| (ex.system(), Selection::SystemBlocks, "system", true)),
+    ];
+    // Edits inside values go in body order (new members all go last).
+    let at = |t: &Option<Target>| t.and_then(|t| t.0).map_or(usize::MAX, |v| v.span.start);
+    if at(&targets[1]) < at(&targets[0]) {
+        targets.swap(0, 1);
     }
     let kept = |v: ValueSpan| {
         let members = ex.members();
@@ -456,7 +450,7 @@ fn template_edits(
             .is_some_and(|a| *a == Action::Keep)
     };
     let mut tail: SmallList<Edit<'static>, 2> = SmallList::default();
-    for &(value, which, name, wraps) in targets.iter() {
+    for &(value, which, name, wraps) in targets.iter().flatten() {
         if !templates.has(which) {
             continue;
         }
