@@ -54,9 +54,7 @@ use crate::auth::{ApiKeys, AuthError, Permission};
 use crate::body::{AbrouteBody, BoxError, ReadError, content_length, read_limited};
 use crate::error::ApiError;
 use crate::extract::{Api, extract};
-use crate::response::{
-    DecisionHeaders, Usage, merge_metadata_as, metadata_member, metadata_value, usage_of,
-};
+use crate::response::{DecisionHeaders, Usage, merge_metadata_and_usage, metadata_value};
 use crate::rewrite::rewrite;
 use crate::route::{AttemptSettings, RouterOptions, route_error};
 use crate::stream::{MetadataTap, is_event_stream};
@@ -653,16 +651,18 @@ where
         let mut usage: Option<Usage> = None;
         let body = match called.peeked {
             Some(Peeked::All(all)) => {
+                let total = now.saturating_sub(start);
+                let rec = record.insert(plan.record());
+                // One pass over the answer: the metadata merged, and its usage.
+                let (merged, found) =
+                    merge_metadata_and_usage(ex.api(), &all, metadata_value(rec, total));
+                usage = found;
                 // Read whole, so the latency covers the whole answer: with its output tokens,
                 // the model's throughput.
-                usage = usage_of(ex.api(), &all);
                 if let Some(tokens) = usage.and_then(|u| u.output_tokens) {
                     plan.report_output_tokens(&attempt, tokens, latency);
                 }
-                let total = now.saturating_sub(start);
-                let rec = record.insert(plan.record());
-                let member = metadata_member(ex.api());
-                match merge_metadata_as(&all, member, metadata_value(rec, total)) {
+                match merged {
                     Some(merged) => {
                         head.headers
                             .insert(CONTENT_LENGTH, HeaderValue::from(merged.len()));

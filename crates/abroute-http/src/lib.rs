@@ -77,7 +77,7 @@ pub use manage::{
 pub use response::{
     ASSIGNED_VARIANT_HEADER, DecisionHeaders, MODEL_HEADER, RESPONSES_METADATA_MEMBER,
     ROUTE_HEADER, ROUTER_HEADER, Usage, VARIANT_HEADER, VERSION_HEADER, merge_metadata,
-    merge_metadata_as, metadata_member, metadata_value, usage_of,
+    merge_metadata_and_usage, merge_metadata_as, metadata_member, metadata_value, usage_of,
 };
 pub use rewrite::{GenerationParams, Precedence, RenderedGeneration, Rewrite, rewrite};
 pub use route::{

@@ -116,38 +116,72 @@ pub struct Usage {
 /// `usage` object (the last one, if written twice). A count that is not a whole number is
 /// left out.
 pub fn usage_of(api: crate::Api, body: &[u8]) -> Option<Usage> {
+    let answer = scan_answer(body, "")?;
+    Some(read_usage(api, body, answer.usage?))
+}
+
+/// The counts in a `usage` object (`span`, of `body`).
+fn read_usage(api: crate::Api, body: &[u8], span: Span) -> Usage {
     let (input_key, output_key) = match api {
         crate::Api::ChatCompletions => ("prompt_tokens", "completion_tokens"),
         crate::Api::Responses | crate::Api::Messages => ("input_tokens", "output_tokens"),
     };
-    let mut sc = Scanner::new(body);
-    let mut found = None;
-    sc.object(|sc, key| {
-        sc.ws();
-        if key.eq_str(sc.body(), "usage") && sc.peek() == Some(b'{') {
-            let mut usage = Usage::default();
-            sc.object(|sc, key| {
-                let v = sc.value()?;
-                let count = || {
-                    (v.kind == Kind::Number)
-                        .then(|| std::str::from_utf8(v.span.of(sc.body())).ok()?.parse().ok())
-                        .flatten()
-                };
-                if key.eq_str(sc.body(), input_key) {
-                    usage.input_tokens = count();
-                } else if key.eq_str(sc.body(), output_key) {
-                    usage.output_tokens = count();
-                }
-                Ok(())
-            })?;
-            found = Some(usage);
-        } else {
-            sc.value()?;
+    let mut usage = Usage::default();
+    let mut sc = Scanner::new(span.of(body));
+    // The span was scanned as an object already.
+    let _ = sc.object(|sc, key| {
+        let v = sc.value()?;
+        let count = || {
+            (v.kind == Kind::Number)
+                .then(|| std::str::from_utf8(v.span.of(sc.body())).ok()?.parse().ok())
+                .flatten()
+        };
+        if key.eq_str(sc.body(), input_key) {
+            usage.input_tokens = count();
+        } else if key.eq_str(sc.body(), output_key) {
+            usage.output_tokens = count();
         }
+        Ok(())
+    });
+    usage
+}
+
+/// One pass over a JSON answer: where its object opens, where its last member ends, its
+/// `member` value (the last one) and its `usage` object (the last one). `None` when the body is
+/// not a JSON object.
+struct AnswerScan {
+    open: usize,
+    last_end: Option<usize>,
+    existing: Option<(Kind, Span)>,
+    usage: Option<Span>,
+}
+
+fn scan_answer(body: &[u8], member: &str) -> Option<AnswerScan> {
+    // The answer's strings are checked for UTF-8 at once (vectorized), as requests are.
+    let mut sc = match simdutf8::basic::from_utf8(body) {
+        Ok(text) => Scanner::from_str(text),
+        Err(_) => Scanner::new(body),
+    };
+    sc.ws();
+    let mut answer = AnswerScan {
+        open: sc.pos(),
+        last_end: None,
+        existing: None,
+        usage: None,
+    };
+    sc.object(|sc, key| {
+        let v = sc.value()?;
+        if key.eq_str(sc.body(), member) {
+            answer.existing = Some((v.kind, v.span));
+        } else if v.kind == Kind::Object && key.eq_str(sc.body(), "usage") {
+            answer.usage = Some(v.span);
+        }
+        answer.last_end = Some(v.span.end);
         Ok(())
     })
     .ok()?;
-    found
+    sc.end().ok()?;
+    Some(answer)
 }
 
 /// The member that carries the metadata in an answer of `api`: `metadata` (Inworld's place)
@@ -176,25 +210,37 @@ pub fn merge_metadata_as(
     member: &str,
     metadata: Map<String, Value>,
 ) -> Option<Vec<u8>> {
-    let mut sc = Scanner::new(body);
-    sc.ws();
-    let open = sc.pos();
-    let mut existing: Option<(Kind, Span)> = None;
-    let mut last_end: Option<usize> = None;
-    sc.object(|sc, key| {
-        let v = sc.value()?;
-        if key.eq_str(sc.body(), member) {
-            existing = Some((v.kind, v.span));
-        }
-        last_end = Some(v.span.end);
-        Ok(())
-    })
-    .ok()?;
-    sc.end().ok()?;
+    let answer = scan_answer(body, member)?;
+    write_merged(body, &answer, member, metadata)
+}
 
+/// [`merge_metadata_as`] and [`usage_of`] in one pass over the answer (the layer's path): the
+/// merged body (`None` when the answer is not a JSON object) and its usage.
+pub fn merge_metadata_and_usage(
+    api: crate::Api,
+    body: &[u8],
+    metadata: Map<String, Value>,
+) -> (Option<Vec<u8>>, Option<Usage>) {
+    let member = metadata_member(api);
+    let Some(answer) = scan_answer(body, member) else {
+        return (None, None);
+    };
+    let usage = answer.usage.map(|span| read_usage(api, body, span));
+    (write_merged(body, &answer, member, metadata), usage)
+}
+
+/// The answer with `metadata` merged into its `member`; `None` when an existing `member` object
+/// is one `serde_json` cannot read (the answer is then left alone).
+fn write_merged(
+    body: &[u8],
+    answer: &AnswerScan,
+    member: &str,
+    metadata: Map<String, Value>,
+) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(body.len() + 512);
-    match existing {
+    match answer.existing {
         Some((kind, span)) => {
+            // An existing object keeps its other keys.
             let mut merged = if kind == Kind::Object {
                 serde_json::from_slice::<Map<String, Value>>(span.of(body)).ok()?
             } else {
@@ -206,9 +252,9 @@ pub fn merge_metadata_as(
             out.put(&body[span.end..]);
         }
         None => {
-            let at = last_end.unwrap_or(open + 1);
+            let at = answer.last_end.unwrap_or(answer.open + 1);
             out.put(&body[..at]);
-            if last_end.is_some() {
+            if answer.last_end.is_some() {
                 out.put(b",");
             }
             crate::json::write_str(&mut out, member);
