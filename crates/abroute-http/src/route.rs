@@ -286,11 +286,23 @@ pub(crate) fn variant_generation<'c>(
     config: &'c RouterConfig,
     variant: &'c abroute::config::Variant,
 ) -> Option<&'c Value> {
-    variant.text_generation_config.as_ref().or_else(|| {
+    own_or_default(
+        config,
+        variant.text_generation_config.as_ref(),
+        ["text_generation_config", "textGenerationConfig"],
+    )
+}
+
+/// A variant's own value of a field, or else the router's `defaults` value of it (in either
+/// spelling): the variant's replaces the default as a whole.
+fn own_or_default<'c>(
+    config: &'c RouterConfig,
+    own: Option<&'c Value>,
+    spellings: [&str; 2],
+) -> Option<&'c Value> {
+    own.or_else(|| {
         let defaults = config.defaults.as_ref()?;
-        defaults
-            .get("text_generation_config")
-            .or_else(|| defaults.get("textGenerationConfig"))
+        spellings.iter().find_map(|k| defaults.get(*k))
     })
 }
 
@@ -375,12 +387,11 @@ pub(crate) fn variant_templates<'c>(
     config: &'c RouterConfig,
     variant: &'c abroute::config::Variant,
 ) -> Option<&'c Value> {
-    variant.message_templates.as_ref().or_else(|| {
-        let defaults = config.defaults.as_ref()?;
-        defaults
-            .get("message_templates")
-            .or_else(|| defaults.get("messageTemplates"))
-    })
+    own_or_default(
+        config,
+        variant.message_templates.as_ref(),
+        ["message_templates", "messageTemplates"],
+    )
 }
 
 /// An attempt's message templates as a [`Rewrite`] takes them: parsed once per loaded router

@@ -7,24 +7,12 @@
 //! documented changes. Without a generation config and an `extra_body`, the output must be the
 //! input byte for byte except the top-level `model` values.
 
+mod common;
+
 use abroute_http::{Api, Precedence, Rewrite, extract, rewrite};
+use common::Rng;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
-
-/// A tiny deterministic generator for formatting choices.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
-    }
-}
 
 fn ws(out: &mut String, rng: &mut Rng) {
     out.push_str(rng.pick(&["", "", " ", "\n", "\t", "\r\n  ", " \n "]));

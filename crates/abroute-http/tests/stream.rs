@@ -14,6 +14,7 @@ use std::time::Duration;
 use abroute::Engine;
 use abroute_http::{AbrouteLayer, BoxError, Full, RouterOptions, UpstreamAttempt};
 use bytes::Bytes;
+use common::Rng;
 use common::*;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
@@ -270,24 +271,6 @@ fn other_responses_pass_through_untouched() {
 
 // Property: any framing of any stream gives the bytes of one frame, which are the input with
 // one metadata chunk inserted just before `data: [DONE]` (at the end without it).
-
-/// A tiny deterministic generator.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len() as u64) as usize]
-    }
-}
 
 /// Writes a line and its end; a blank line after a `\r` is never a lone `\n` (that would
 /// make one `\r\n`).
