@@ -25,13 +25,6 @@ where
     block_on(svc.call(req)).unwrap_or_else(|e| match e {})
 }
 
-fn header(r: &Out, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
-
 const CHAT: &str = r#"{"model":"inworld/fo","messages":[{"role":"user","content":"hi"}],"extra_body":{"metadata":{"tier":"gold"},"models":["r/extra"]}}"#;
 
 #[test]

@@ -112,13 +112,6 @@ fn call(upstream: StreamUpstream, options: RouterOptions, path: &str, body: &str
     block_on(svc.call(req)).unwrap_or_else(|e| match e {})
 }
 
-fn header(r: &Out, name: &str) -> String {
-    r.headers()
-        .get(name)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default()
-}
-
 /// The data of the stream's events, in order (comments and other fields dropped).
 fn events(text: &str) -> Vec<String> {
     text.split("\n\n")

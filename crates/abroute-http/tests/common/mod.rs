@@ -249,3 +249,11 @@ impl Rng {
         items[self.below(items.len() as u64) as usize]
     }
 }
+
+/// A response header as text (empty when absent).
+pub fn header<B>(r: &Response<B>, name: &str) -> String {
+    r.headers()
+        .get(name)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
