@@ -10,8 +10,10 @@
 //!   5xx and timeouts, reports every outcome to the engine, and sets the `x-abroute-*` headers.
 //! - The hot path in pieces, for hosts that drive it themselves: [`extract()`] (one validating
 //!   pass over the body, borrowing from it), [`Extracted::context`] (the
-//!   [`RequestContext`](abroute::RequestContext)), [`generation_for`] (the variant's generation
-//!   parameters, rendered once per loaded router; [`generation_config`] gives the raw value) and
+//!   [`RequestContext`](abroute::RequestContext)), [`AttemptSettings::of`] (the attempt's
+//!   generation parameters and message templates, prepared once per loaded router;
+//!   [`generation_for`] and [`templates_for`] give each alone, [`generation_config`] the raw
+//!   value) and
 //!   [`rewrite()`] (one allocation of exact size; every byte not owned by the router copied as
 //!   it was), or
 //!   [`RouterOptions::route`] for all of it in one call.

@@ -143,10 +143,9 @@ struct TemplateMessage {
 }
 
 /// Which of the templates a list receives.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Selection {
     /// Every message (chat completions, responses).
-    #[default]
     All,
     /// The messages that are not system messages (the messages API's `messages`).
     Conversation,
@@ -293,7 +292,7 @@ impl MessageTemplates {
 }
 
 /// The request's `prompt_variables`: keys and values as spans of the body.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Vars<'a> {
     body: &'a [u8],
     entries: SmallList<(StrSpan, ValueSpan), 8>,
