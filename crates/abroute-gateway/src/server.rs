@@ -645,11 +645,9 @@ fn models(state: &AppState, req: &Request<Body>) -> Response<Body> {
     if let Some(keys) = &state.chat_keys
         && let Err(e) = keys.authorize(req.headers(), Permission::Chat)
     {
-        let e = match e {
-            abroute_http::AuthError::Unauthorized => abroute_http::ApiError::unauthorized(),
-            abroute_http::AuthError::Forbidden(p) => abroute_http::ApiError::forbidden(p.as_str()),
-        };
-        return e.to_response().map(Body::from);
+        return abroute_http::ApiError::from(e)
+            .to_response()
+            .map(Body::from);
     }
     let snapshot = state.engine.load();
     let data: Vec<serde_json::Value> = snapshot
@@ -742,8 +740,8 @@ async fn management(state: &Arc<AppState>, req: Request<Body>) -> Response<Body>
         }
     };
     if let Some(internal) = &state.internal_key {
+        abroute_http::strip_credentials(&mut parts.headers);
         parts.headers.insert(AUTHORIZATION, internal.clone());
-        parts.headers.remove("x-api-key");
     }
     let method = parts.method.clone();
     let target = management_target(&method, parts.uri.path(), &bytes);

@@ -436,9 +436,9 @@ impl Providers {
     }
 
     fn pick(&self, model_id: &str) -> Option<&Arc<Provider>> {
-        model_id
-            .split_once('/')
-            .and_then(|(p, _)| self.by_name.get(p))
+        abroute::ModelId::new(model_id)
+            .provider()
+            .and_then(|p| self.by_name.get(p))
             .or(self.any.as_ref())
     }
 
@@ -685,8 +685,7 @@ impl tower::Service<Request<Bytes>> for UpstreamService {
             headers.remove(h);
         }
         // The client's credentials were for abroute; the provider gets its own.
-        headers.remove(header::AUTHORIZATION);
-        headers.remove("x-api-key");
+        abroute_http::strip_credentials(headers);
         if let Some(auth) = &provider.authorization {
             headers.insert(header::AUTHORIZATION, auth.clone());
         }

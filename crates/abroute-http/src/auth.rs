@@ -190,6 +190,20 @@ impl ApiKeys {
     }
 }
 
+/// The headers that carry a client's credentials: `authorization` and `x-api-key`, the two
+/// places [`ApiKeys::authorize`] reads a key from.
+pub const CREDENTIAL_HEADERS: [http::HeaderName; 2] =
+    [AUTHORIZATION, http::HeaderName::from_static("x-api-key")];
+
+/// Removes the client's credentials from `headers` ([`CREDENTIAL_HEADERS`]): the key a client
+/// presents is for abroute, never for an upstream, which gets its own. The one place this rule
+/// lives; the layer, the gateway's management wrapper and its upstream client all call it.
+pub fn strip_credentials(headers: &mut HeaderMap) {
+    for h in &CREDENTIAL_HEADERS {
+        headers.remove(h);
+    }
+}
+
 /// The key in `Authorization: Bearer|Basic <key>` or `x-api-key`.
 fn presented_key(headers: &HeaderMap) -> Option<&[u8]> {
     if let Some(v) = headers.get(AUTHORIZATION) {

@@ -27,7 +27,20 @@ use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
+use crate::auth::AuthError;
 use crate::json::SyntaxError;
+
+/// 401 ([`ApiError::unauthorized`]) for a missing or unknown key, 403
+/// ([`ApiError::forbidden`]) for a key without the permission: the one mapping of
+/// [`AuthError`] to an answer in the OpenAI shape.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        match e {
+            AuthError::Unauthorized => ApiError::unauthorized(),
+            AuthError::Forbidden(p) => ApiError::forbidden(p.as_str()),
+        }
+    }
+}
 
 /// An error answered to a chat client: a status and an OpenAI-shaped body.
 #[derive(Debug, Clone, PartialEq, Eq)]

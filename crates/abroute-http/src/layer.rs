@@ -43,14 +43,12 @@ use std::time::{Duration, Instant};
 
 use abroute::{Attempt, Engine, FailureClass, Outcome};
 use bytes::Bytes;
-use http::header::{
-    AUTHORIZATION, CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING,
-};
+use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
 use http::{HeaderValue, Method, Request, Response};
 use http_body::{Body, Frame};
 use tower::{Layer, Service};
 
-use crate::auth::{ApiKeys, AuthError, Permission};
+use crate::auth::{ApiKeys, Permission, strip_credentials};
 use crate::body::{AbrouteBody, BoxError, ReadError, content_length, read_limited};
 use crate::error::ApiError;
 use crate::extract::{Api, extract};
@@ -302,13 +300,6 @@ fn error_response<B>(e: &ApiError) -> Response<AbrouteBody<B>> {
     e.to_response().map(AbrouteBody::full)
 }
 
-fn auth_error(e: AuthError) -> ApiError {
-    match e {
-        AuthError::Unauthorized => ApiError::unauthorized(),
-        AuthError::Forbidden(p) => ApiError::forbidden(p.as_str()),
-    }
-}
-
 /// What the layer read from a successful response's body before answering.
 enum Peeked {
     /// The body ended without data.
@@ -490,11 +481,10 @@ where
     let (mut parts, body) = req.into_parts();
     if let Some(keys) = &shared.keys {
         if let Err(e) = keys.authorize(&parts.headers, Permission::Chat) {
-            return error_response(&auth_error(e));
+            return error_response(&ApiError::from(e));
         }
         // The key was for abroute; the inner service brings the upstream's own.
-        parts.headers.remove(AUTHORIZATION);
-        parts.headers.remove("x-api-key");
+        strip_credentials(&mut parts.headers);
     }
     let api = if parts.method == Method::POST {
         Api::from_path(parts.uri.path())

@@ -62,7 +62,7 @@ pub mod route;
 pub mod stream;
 pub mod template;
 
-pub use auth::{ApiKeys, AuthError, Permission, Permissions};
+pub use auth::{ApiKeys, AuthError, Permission, Permissions, strip_credentials};
 pub use body::{AbrouteBody, BoxError, Full};
 pub use error::ApiError;
 pub use extract::{

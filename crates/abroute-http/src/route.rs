@@ -427,5 +427,5 @@ pub fn templates_for<'r>(
 
 /// `gpt-4.1` for `openai/gpt-4.1`; a model without a provider is returned as is.
 pub fn strip_provider(model_id: &str) -> &str {
-    model_id.split_once('/').map_or(model_id, |(_, m)| m)
+    abroute::ModelId::new(model_id).name()
 }

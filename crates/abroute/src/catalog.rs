@@ -392,18 +392,20 @@ impl ModelInfo {
 
 /// `(provider, bare name)` of an id; the provider is empty when there is no `/`.
 fn split_id(id: &str) -> (&str, &str) {
-    id.split_once('/').unwrap_or(("", id))
+    let id = crate::model::ModelId::new(id);
+    (id.provider().unwrap_or(""), id.name())
 }
 
 fn id_problem(id: &str) -> Option<&'static str> {
     if id.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Some("it must not contain whitespace");
     }
-    match id.split_once('/') {
-        None => Some("it must be `provider/model`"),
-        Some(("", _)) => Some("the provider (before the `/`) is empty"),
-        Some((_, "")) => Some("the model name (after the `/`) is empty"),
-        Some(_) => None,
+    let id = crate::model::ModelId::new(id);
+    match (id.provider(), id.name()) {
+        (None, _) => Some("it must be `provider/model`"),
+        (Some(""), _) => Some("the provider (before the `/`) is empty"),
+        (Some(_), "") => Some("the model name (after the `/`) is empty"),
+        (Some(_), _) => None,
     }
 }
 

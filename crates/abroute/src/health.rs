@@ -449,10 +449,7 @@ pub struct HealthRegistry {
 
 /// The provider of a model id: the part before the first `/`, if any (`openai/gpt-4.1` → `openai`).
 pub fn provider_of(model_id: &str) -> Option<&str> {
-    model_id
-        .split_once('/')
-        .map(|(p, _)| p)
-        .filter(|p| !p.is_empty())
+    crate::model::ModelId::new(model_id).named_provider()
 }
 
 impl HealthRegistry {

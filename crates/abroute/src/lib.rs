@@ -47,6 +47,7 @@ pub mod engine;
 pub mod error;
 pub mod fallback;
 pub mod health;
+pub mod model;
 pub mod plan;
 mod random;
 pub mod record;
@@ -65,6 +66,7 @@ pub use engine::{Change, Engine, LoadedRouter, Snapshot, SnapshotGuard};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
 pub use fallback::{Fallbacks, RandomFallbacks};
 pub use health::{FailureClass, Health, HealthConfig, Outcome};
+pub use model::ModelId;
 pub use plan::{Attempt, AttemptPlan};
 pub use record::DecisionRecord;
 pub use router::{

@@ -100,10 +100,8 @@ impl ModelKind {
 /// Whether `ignore` drops `model`: an entry equal to the model id, to its provider (the part
 /// before the first `/`) or to its bare name (the part after).
 pub fn is_ignored(model: &str, ignore: &[String]) -> bool {
-    let (provider, bare) = match model.split_once('/') {
-        Some((p, b)) => (Some(p), b),
-        None => (None, model),
-    };
+    let id = crate::model::ModelId::new(model);
+    let (provider, bare) = (id.provider(), id.name());
     ignore
         .iter()
         .any(|i| *i == model || Some(i.as_str()) == provider || *i == bare)
@@ -524,7 +522,7 @@ struct Resolution<'a> {
 }
 
 fn provider_of(id: &str) -> &str {
-    id.split_once('/').map_or("", |(p, _)| p)
+    crate::model::ModelId::new(id).provider().unwrap_or("")
 }
 
 /// `name` expanded: itself if qualified; the catalog entries serving it if bare (itself if
