@@ -72,6 +72,9 @@ pub use extract::{
 pub use layer::{
     AbrouteLayer, AbrouteService, Clock, MonotonicClock, NoTimer, TimedOut, Timer, UpstreamAttempt,
 };
+pub use manage::host::{
+    CommitError, CommitFuture, Committed, EngineHost, Expect, RouterChange, RouterHost,
+};
 pub use manage::{
     DEFAULT_BASE_PATH, DEFAULT_PAGE_SIZE, LoadError, MAX_PAGE_SIZE, ManagementApi,
     ManagementService, MemoryStore, RouterStore, StoreError,

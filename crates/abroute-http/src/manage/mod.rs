@@ -33,6 +33,8 @@
 //! in the mask and absent from the body is cleared. Without a mask, the fields present in the
 //! body are updated (AIP-134).
 
+pub mod host;
+
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
