@@ -1,5 +1,5 @@
-//! The built-in mock upstream: answers chat completions in the OpenAI shape, streaming (SSE)
-//! included, and says which model served.
+//! The built-in mock upstream: answers each API in its own shape, streaming (SSE) included,
+//! says which model served, and counts tokens.
 //!
 //! The demo mode sends every model to it, `abroute mock` runs it alone (to measure the gateway
 //! against it), and the tests script it through a [`MockControl`]: per model (as the upstream
@@ -7,7 +7,15 @@
 //! a status such as 429 or 503, hang, delay the response head, delay the first token, or space
 //! the tokens of a stream.
 //!
-//! Every `POST` is answered as a chat completion (`/v1/chat/completions`, but any path works);
+//! A `POST` is answered by the ending of its path: `…/messages` as Anthropic's messages API (a
+//! `message`, or its named stream events), `…/responses` as OpenAI's Responses API (a
+//! `response`, or its named stream events), any other path as an OpenAI chat completion (a
+//! `chat.completion`, or `chat.completion.chunk` events, with a usage chunk when
+//! `stream_options.include_usage` is set). The reply is the same sentence everywhere, one
+//! token a word, cut at the request's `max_completion_tokens` / `max_tokens` /
+//! `max_output_tokens` with the API's stop reason (`length`, `max_tokens`, or an `incomplete`
+//! response with `incomplete_details.reason = max_output_tokens`); the prompt counts a token
+//! per 4 bytes of the body. Error statuses come with the API's error body.
 //! `GET /v1/models` lists one model, `mock`; `GET /healthz` answers `ok`; any other `GET` is 405.
 
 use std::collections::HashMap;
@@ -26,6 +34,13 @@ use http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use http_body::Frame;
 use tokio::sync::{mpsc, oneshot};
+
+use reply::{Api, MockRequest, error_body};
+
+mod chat;
+mod messages;
+mod reply;
+mod responses;
 
 /// The longest a [`Behaviour::hang`] request waits before giving up by itself.
 pub const HANG_LIMIT: Duration = Duration::from_secs(60);
@@ -217,13 +232,6 @@ impl http_body::Body for ChannelBody {
     }
 }
 
-#[derive(serde::Deserialize)]
-struct ChatRequest {
-    model: Option<String>,
-    #[serde(default)]
-    stream: bool,
-}
-
 fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -238,74 +246,9 @@ fn json_response(status: StatusCode, body: String) -> Response<Body> {
     r
 }
 
-fn error_body(status: u16, model: &str) -> String {
-    let (kind, code) = match status {
-        429 => ("rate_limit_error", "rate_limit_exceeded"),
-        400..=499 => ("invalid_request_error", "mock_client_error"),
-        _ => ("api_error", "mock_server_error"),
-    };
-    serde_json::json!({"error": {
-        "message": format!("the mock upstream was told to answer {status} for {model}"),
-        "type": kind, "code": code, "param": null }})
-    .to_string()
-}
-
-/// The reply text: it names the model.
-fn reply_words(model: &str) -> Vec<String> {
-    format!("Hello! This is {model}, answering from the abroute mock upstream.")
-        .split(' ')
-        .map(str::to_owned)
-        .collect()
-}
-
-fn completion(id: &str, model: &str, prompt_bytes: usize) -> String {
-    let words = reply_words(model);
-    serde_json::json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": unix_now(),
-        "model": model,
-        "choices": [{
-            "index": 0,
-            "message": { "role": "assistant", "content": words.join(" ") },
-            "finish_reason": "stop"
-        }],
-        "usage": {
-            "prompt_tokens": prompt_bytes.div_ceil(4),
-            "completion_tokens": words.len(),
-            "total_tokens": prompt_bytes.div_ceil(4) + words.len()
-        }
-    })
-    .to_string()
-}
-
-/// The SSE events of a streamed reply, `data: [DONE]` last.
-fn stream_events(id: &str, model: &str) -> Vec<Bytes> {
-    let created = unix_now();
-    let chunk = |delta: serde_json::Value, finish: Option<&str>| {
-        let v = serde_json::json!({
-            "id": id, "object": "chat.completion.chunk", "created": created, "model": model,
-            "choices": [{ "index": 0, "delta": delta, "finish_reason": finish }]
-        });
-        Bytes::from(format!("data: {v}\n\n"))
-    };
-    let words = reply_words(model);
-    let mut out = Vec::with_capacity(words.len() + 3);
-    out.push(chunk(
-        serde_json::json!({"role": "assistant", "content": ""}),
-        None,
-    ));
-    for (i, w) in words.iter().enumerate() {
-        let text = if i == 0 { w.clone() } else { format!(" {w}") };
-        out.push(chunk(serde_json::json!({ "content": text }), None));
-    }
-    out.push(chunk(serde_json::json!({}), Some("stop")));
-    out.push(Bytes::from_static(b"data: [DONE]\n\n"));
-    out
-}
-
 async fn handle(State(control): State<MockControl>, req: Request<Body>) -> Response<Body> {
     let (parts, body) = req.into_parts();
+    let api = Api::of_path(parts.uri.path());
     if parts.method == Method::GET {
         return match parts.uri.path() {
             "/healthz" => Response::new(Body::from("ok\n")),
@@ -314,13 +257,13 @@ async fn handle(State(control): State<MockControl>, req: Request<Body>) -> Respo
                 r#"{"object":"list","data":[{"id":"mock","object":"model","owned_by":"abroute"}]}"#
                     .to_owned(),
             ),
-            _ => json_response(StatusCode::METHOD_NOT_ALLOWED, error_body(405, "?")),
+            _ => json_response(StatusCode::METHOD_NOT_ALLOWED, error_body(api, 405, "?")),
         };
     }
     let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024 * 1024).await else {
-        return json_response(StatusCode::BAD_REQUEST, error_body(400, "?"));
+        return json_response(StatusCode::BAD_REQUEST, error_body(api, 400, "?"));
     };
-    let request: ChatRequest = match serde_json::from_slice(&bytes) {
+    let request: MockRequest = match serde_json::from_slice(&bytes) {
         Ok(r) => r,
         Err(e) => {
             let body = serde_json::json!({"error": {"message": format!("mock: bad JSON: {e}"),
@@ -328,7 +271,10 @@ async fn handle(State(control): State<MockControl>, req: Request<Body>) -> Respo
             return json_response(StatusCode::BAD_REQUEST, body.to_string());
         }
     };
-    let model = request.model.unwrap_or_else(|| "unnamed-model".to_owned());
+    let model = request
+        .model
+        .clone()
+        .unwrap_or_else(|| "unnamed-model".to_owned());
     control.hit(&model);
     if control.inner.capture.load(Ordering::Relaxed) {
         control
@@ -345,25 +291,17 @@ async fn handle(State(control): State<MockControl>, req: Request<Body>) -> Respo
     let b = control.behaviour(&model);
     if b.hang {
         tokio::time::sleep(HANG_LIMIT).await;
-        return json_response(StatusCode::GATEWAY_TIMEOUT, error_body(504, &model));
+        return json_response(StatusCode::GATEWAY_TIMEOUT, error_body(api, 504, &model));
     }
     if !b.head_delay.is_zero() {
         tokio::time::sleep(b.head_delay).await;
     }
     if let Some(status) = b.status.filter(|s| *s != 200) {
         let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        return json_response(code, error_body(status, &model));
+        return json_response(code, error_body(api, status, &model));
     }
     let n = control.inner.ids.fetch_add(1, Ordering::Relaxed);
-    let id = format!("chatcmpl-mock-{n}");
-    let (frames, content_type) = if request.stream {
-        (stream_events(&id, &model), "text/event-stream")
-    } else {
-        (
-            vec![Bytes::from(completion(&id, &model, bytes.len()))],
-            "application/json",
-        )
-    };
+    let (frames, content_type) = reply::answer(api, n, &model, &bytes, &request);
     let body = if b.first_token_delay.is_zero() && b.token_interval.is_zero() {
         if frames.len() == 1 {
             Body::from(frames.into_iter().next().unwrap_or_default())
@@ -463,29 +401,5 @@ impl MockServer {
     /// Waits until the server stops (it never does unless stopped).
     pub async fn wait(mut self) {
         let _ = (&mut self.task).await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_end_with_done() {
-        let ev = stream_events("id", "gpt-4.1");
-        assert!(ev.last().unwrap().starts_with(b"data: [DONE]"));
-        let text: String = ev[1..ev.len() - 2]
-            .iter()
-            .map(|b| {
-                let s = std::str::from_utf8(b).unwrap();
-                let v: serde_json::Value =
-                    serde_json::from_str(s.trim().strip_prefix("data: ").unwrap()).unwrap();
-                v["choices"][0]["delta"]["content"]
-                    .as_str()
-                    .unwrap()
-                    .to_owned()
-            })
-            .collect();
-        assert!(text.contains("This is gpt-4.1"), "{text}");
     }
 }
