@@ -12,7 +12,7 @@
 //! - [`config`]: the TOML config file. [`upstream`]: providers by model prefix, the pooled HTTP
 //!   client that streams responses through. [`store`]: the state file, written atomically.
 //!   [`watch`]: a directory of router files, hot-swapped. [`telemetry`]: metrics and logs.
-//!   [`mock`]: the built-in mock upstream (OpenAI shape, SSE, scriptable failures).
+//!   [`mock`]: the built-in mock upstream (each API in its own shape, SSE, scriptable failures).
 //! - [`check`], [`simulate`], [`explain`]: `abroute check | simulate | explain`, over router
 //!   files read by [`routerfile`].
 

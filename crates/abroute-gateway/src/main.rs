@@ -103,7 +103,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run only the built-in mock upstream (OpenAI shape, SSE), e.g. to measure the gateway.
+    /// Run only the built-in mock upstream (chat, messages, responses; SSE), e.g. to measure
+    /// the gateway.
     Mock {
         /// Listen here.
         #[arg(long, default_value = "127.0.0.1:8081")]
