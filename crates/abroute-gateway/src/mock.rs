@@ -7,6 +7,10 @@
 //! a status such as 429 or 503, hang, delay the response head, delay the first token, or space
 //! the tokens of a stream.
 //!
+//! The gateway reaches it in one of two ways, chosen when it builds its providers: in process
+//! ([`router`], handed each request as it would be sent, with no socket: the default) or over
+//! loopback HTTP ([`MockServer`], as any upstream). The mock is the same either way.
+//!
 //! Every `POST` is answered as a chat completion (`/v1/chat/completions`, but any path works);
 //! `GET /v1/models` lists one model, `mock`; `GET /healthz` answers `ok`; any other `GET` is 405.
 
@@ -29,6 +33,10 @@ use tokio::sync::{mpsc, oneshot};
 
 /// The longest a [`Behaviour::hang`] request waits before giving up by itself.
 pub const HANG_LIMIT: Duration = Duration::from_secs(60);
+
+/// The base URL that names the mock in logs and the banner when the gateway calls it in
+/// process ([`router`] as the provider's transport), with no socket.
+pub const IN_PROCESS_BASE: &str = "http://in-process.mock/v1";
 
 /// How the mock answers one model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

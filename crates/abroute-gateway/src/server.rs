@@ -43,7 +43,7 @@ use crate::mock::{MockControl, MockServer};
 use crate::store::FileStore;
 use crate::telemetry::{self, Observe};
 use crate::upstream::{
-    BaseUrl, IN_PROCESS_BASE, Provider, Providers, UpstreamBody, UpstreamService,
+    BaseUrl, InProcess, Provider, Providers, Transport, UpstreamBody, UpstreamService,
 };
 use crate::watch::{DirWatcher, WatchedNames};
 
@@ -302,8 +302,10 @@ impl Gateway {
         let mock_control = options.mock_control.clone().unwrap_or_default();
         for (p, roots) in config.providers.iter().zip(ca_roots) {
             let in_process = p.mock && config.mock.in_process;
-            let base = if in_process {
-                BaseUrl::parse(IN_PROCESS_BASE).map_err(start_error)?
+            let (base, transport) = if in_process {
+                let base = BaseUrl::parse(crate::mock::IN_PROCESS_BASE).map_err(start_error)?;
+                let local = InProcess::new(crate::mock::router(mock_control.clone()));
+                (base, Transport::InProcess(local))
             } else if p.mock {
                 if mock.is_none() {
                     let server = MockServer::start(config.mock.listen, mock_control.clone())
@@ -320,10 +322,14 @@ impl Gateway {
                     .as_ref()
                     .map(MockServer::addr)
                     .unwrap_or(config.mock.listen);
-                BaseUrl::parse(&format!("http://{addr}/v1")).map_err(start_error)?
+                let base = BaseUrl::parse(&format!("http://{addr}/v1")).map_err(start_error)?;
+                (base, Transport::Network)
             } else {
                 let url = p.base_url.as_deref().unwrap_or_default();
-                BaseUrl::parse(url).map_err(start_error)?
+                (
+                    BaseUrl::parse(url).map_err(start_error)?,
+                    Transport::Network,
+                )
             };
             let key = match (&p.api_key, &p.api_key_env) {
                 (Some(k), _) => Some(k.clone()),
@@ -346,14 +352,11 @@ impl Gateway {
                 },
                 if key.is_some() { " (with key)" } else { "" }
             ));
-            let mut provider = Provider::new(&p.name, base, key.as_deref())
+            let provider = Provider::new(&p.name, base, key.as_deref())
                 .map_err(start_error)?
                 .trust(roots)
                 .http2(p.http2);
-            if in_process {
-                provider = provider.served_in_process(crate::mock::router(mock_control.clone()));
-            }
-            list.push(provider);
+            list.push((provider, transport));
         }
         let providers = Arc::new(Providers::new(list));
         let upstream = UpstreamService::new(
