@@ -27,7 +27,7 @@ use std::time::Duration;
 use abroute::{Engine, RouterConfig, ValidationOptions};
 use abroute_http::{
     AbrouteLayer, AbrouteService, ApiKeys, Clock, ManagementApi, MonotonicClock, Permission,
-    Permissions, RouterOptions, RouterStore, Timer,
+    Permissions, RouterOptions, Timer,
 };
 use axum::body::Body;
 use axum::extract::State;
@@ -40,7 +40,7 @@ use tower::{Layer, Service};
 
 use crate::config::{GatewayConfig, parse_permission};
 use crate::mock::{MockControl, MockServer};
-use crate::store::FileStore;
+use crate::store::{FileStore, MemoryStore, RouterStore, StoreError};
 use crate::telemetry::{self, Observe};
 use crate::upstream::{
     BaseUrl, InProcess, Provider, Providers, Transport, UpstreamBody, UpstreamService,
@@ -203,12 +203,14 @@ impl Gateway {
         let engine = Arc::new(Engine::with_health(validation, config.health));
 
         // The store: a corrupt file stops the start, naming the file and the position.
-        let store = match &config.store.path {
-            Some(path) => FileStore::open(path, &validation)
-                .map_err(|e| start_error(format!("cannot load the router store:\n{e}")))?,
-            None => FileStore::memory(),
+        let store: Arc<dyn RouterStore> = match &config.store.path {
+            Some(path) => Arc::new(
+                FileStore::open(path, &validation)
+                    .await
+                    .map_err(|e| start_error(format!("cannot load the router store:\n{e}")))?,
+            ),
+            None => Arc::new(MemoryStore::new()),
         };
-        let store = Arc::new(store);
 
         // Keys.
         let (keys, auth, internal_key, chat_keys) = if config.auth.enabled {
@@ -252,14 +254,21 @@ impl Gateway {
         let api = Arc::new(
             ManagementApi::new(
                 Arc::clone(&engine),
-                Arc::clone(&store) as Arc<dyn RouterStore>,
+                Arc::new(BlockingStore::new(Arc::clone(&store))),
                 keys.clone(),
             )
             .validation(validation)
             .max_body_bytes(config.limits.max_body_bytes),
         );
-        api.load_from_store()
+        let stored = store
+            .load_all()
+            .await
             .map_err(|e| start_error(format!("cannot load the router store: {e}")))?;
+        engine.replace_all(stored.routers).map_err(|e| {
+            start_error(format!(
+                "cannot load the router store: stored routers are invalid:\n{e}"
+            ))
+        })?;
 
         // The watched directory: invalid files stop the start too.
         let watched: WatchedNames = Arc::new(Mutex::new(BTreeSet::new()));
@@ -868,4 +877,51 @@ fn union(a: Permissions, b: Permissions) -> Permissions {
         .into_iter()
         .filter(|p| a.contains(*p) || b.contains(*p))
         .fold(Permissions::NONE, Permissions::with)
+}
+
+/// TRANSITIONAL (removed at the merge with the adapter's host-based `ManagementApi`): the
+/// adapter's synchronous `abroute_http::RouterStore` over the gateway's async [`RouterStore`].
+/// Each call blocks its thread on the store, so it must come from a blocking thread:
+/// [`management`] runs every write of the API on tokio's blocking pool, and reads never touch
+/// the store.
+struct BlockingStore {
+    store: Arc<dyn RouterStore>,
+    runtime: tokio::runtime::Handle,
+}
+
+impl BlockingStore {
+    /// Over `store`, on the current runtime.
+    fn new(store: Arc<dyn RouterStore>) -> BlockingStore {
+        BlockingStore {
+            store,
+            runtime: tokio::runtime::Handle::current(),
+        }
+    }
+}
+
+fn adapter_error(e: StoreError) -> abroute_http::StoreError {
+    match e {
+        StoreError::Unavailable(m) => abroute_http::StoreError::new(m),
+    }
+}
+
+impl abroute_http::RouterStore for BlockingStore {
+    fn save(&self, router: &RouterConfig) -> Result<(), abroute_http::StoreError> {
+        self.runtime
+            .block_on(self.store.put(router))
+            .map_err(adapter_error)
+    }
+
+    fn delete(&self, name: &str) -> Result<(), abroute_http::StoreError> {
+        self.runtime
+            .block_on(self.store.delete(name))
+            .map_err(adapter_error)
+    }
+
+    fn load(&self) -> Result<Vec<RouterConfig>, abroute_http::StoreError> {
+        self.runtime
+            .block_on(self.store.load_all())
+            .map(|stored| stored.routers)
+            .map_err(adapter_error)
+    }
 }
