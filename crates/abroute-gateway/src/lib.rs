@@ -19,6 +19,7 @@
 pub mod check;
 pub mod config;
 pub mod explain;
+pub mod host;
 pub mod mock;
 pub mod routerfile;
 pub mod server;
@@ -27,6 +28,7 @@ pub mod store;
 pub mod telemetry;
 pub mod upstream;
 pub mod watch;
+pub mod writer;
 
 pub use config::GatewayConfig;
 pub use server::{Gateway, StartOptions};

@@ -13,9 +13,11 @@
 //! - [`MemoryStore`] (`memory`): the state when no path is configured; nothing survives a
 //!   restart.
 //!
-//! The management API calls `put` and `delete` one change at a time, before it applies the
-//! change to the engine. A store must still be safe to call concurrently (each serializes its
-//! own writes).
+//! The engine writer ([`crate::writer`]) calls `put` and `delete` for the management API, one
+//! change at a time, between checking the change's expectation and applying it to the engine.
+//! (Until the adapter's host-based management API is merged, the API still calls them itself,
+//! through a temporary blocking shim in `server`.) A store must be safe to call concurrently all
+//! the same: each serializes its own writes.
 //!
 //! # How the fleet store (issue 13) extends it
 //!
