@@ -9,16 +9,22 @@
 //!   completions through the adapter's layer to the providers, the management API, and
 //!   `/healthz`, `/readyz`, `/metrics`; [`Gateway::shutdown`](server::Gateway::shutdown) drains
 //!   gracefully.
+//! - [`writer`]: the one task that writes the engine; every change (the store's routers at
+//!   start, the watched directory, the seed, the refresh timer, the management API) is a job
+//!   sent to it. [`host`]: the gateway as the management API's host (which routers may change,
+//!   commits through the writer). [`store`]: the router store behind one async interface, the
+//!   state file (written atomically) or memory. [`watch`]: a directory of router files,
+//!   hot-swapped.
 //! - [`config`]: the TOML config file. [`upstream`]: providers by model prefix, the pooled HTTP
-//!   client that streams responses through. [`store`]: the state file, written atomically.
-//!   [`watch`]: a directory of router files, hot-swapped. [`telemetry`]: metrics and logs.
-//!   [`mock`]: the built-in mock upstream (each API in its own shape, SSE, scriptable failures).
+//!   client that streams responses through. [`telemetry`]: metrics and logs. [`mock`]: the
+//!   built-in mock upstream (each API in its own shape, SSE, scriptable failures).
 //! - [`check`], [`simulate`], [`explain`]: `abroute check | simulate | explain`, over router
 //!   files read by [`routerfile`].
 
 pub mod check;
 pub mod config;
 pub mod explain;
+pub mod host;
 pub mod mock;
 pub mod routerfile;
 pub mod server;
@@ -27,6 +33,7 @@ pub mod store;
 pub mod telemetry;
 pub mod upstream;
 pub mod watch;
+pub mod writer;
 
 pub use config::GatewayConfig;
 pub use server::{Gateway, StartOptions};

@@ -7,6 +7,10 @@
 //! a status such as 429 or 503, hang, delay the response head, delay the first token, or space
 //! the tokens of a stream.
 //!
+//! The gateway reaches it in one of two ways, chosen when it builds its providers: in process
+//! ([`router`], handed each request as it would be sent, with no socket: the default) or over
+//! loopback HTTP ([`MockServer`], as any upstream). The mock is the same either way.
+//!
 //! A `POST` is answered by the ending of its path: `…/messages` as Anthropic's messages API (a
 //! `message`, or its named stream events), `…/responses` as OpenAI's Responses API (a
 //! `response`, or its named stream events), any other path as an OpenAI chat completion (a
@@ -44,6 +48,10 @@ mod responses;
 
 /// The longest a [`Behaviour::hang`] request waits before giving up by itself.
 pub const HANG_LIMIT: Duration = Duration::from_secs(60);
+
+/// The base URL that names the mock in logs and the banner when the gateway calls it in
+/// process ([`router`] as the provider's transport), with no socket.
+pub const IN_PROCESS_BASE: &str = "http://in-process.mock/v1";
 
 /// How the mock answers one model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

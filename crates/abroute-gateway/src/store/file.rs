@@ -1,9 +1,10 @@
-//! The router store: a JSON state file written atomically, loaded at start.
+//! The state file: the routers of `[store] path`, as one JSON file written atomically.
 //!
 //! Every router created or changed through the management API is written here *before* the API
-//! answers (the adapter's [`RouterStore`] contract). A write replaces the whole file the safe
-//! way: write `<file>.tmp`, `fsync` it, `rename` it over the file, `fsync` the directory. A crash
-//! at any point leaves either the old file or the new one, never a mix.
+//! answers. A write replaces the whole file the safe way: write `<file>.tmp`, `fsync` it,
+//! `rename` it over the file, `fsync` the directory. A crash at any point leaves either the old
+//! file or the new one, never a mix. The file is read and written on tokio's blocking pool,
+//! never on the async threads.
 //!
 //! The file is
 //!
@@ -21,19 +22,21 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
 
-use abroute::{JsonPath, RouterConfig, ValidationOptions};
-use abroute_http::{RouterStore, StoreError};
+use abroute::{ConfigErrors, JsonPath, RouterConfig, ValidationOptions};
 use serde_json::Value;
+use tokio::sync::Mutex;
+
+use super::{RouterStore, StoreError, StoreFuture, Stored};
 
 /// The value of `abroute_state` this version writes and reads.
 pub const STATE_FORMAT: u64 = 1;
 
-/// A [`RouterStore`] backed by one JSON file (or by memory only, without a path).
+/// A [`RouterStore`] backed by one JSON file.
 #[derive(Debug)]
 pub struct FileStore {
-    path: Option<PathBuf>,
+    path: PathBuf,
+    /// What the file holds. Held across a write, so writes never interleave.
     routers: Mutex<BTreeMap<String, RouterConfig>>,
 }
 
@@ -61,94 +64,114 @@ impl fmt::Display for StoreOpenError {
 impl std::error::Error for StoreOpenError {}
 
 impl FileStore {
-    /// A store that keeps routers in memory only: nothing survives a restart.
-    pub fn memory() -> FileStore {
-        FileStore {
-            path: None,
-            routers: Mutex::new(BTreeMap::new()),
-        }
-    }
-
-    /// Opens the state file at `path`, validating every router with `options`. A missing file
-    /// is an empty store; its directory must exist.
+    /// Opens the state file at `path`, validating every router with `options` (on the
+    /// blocking pool). A missing file is an empty store; its directory must exist.
     ///
     /// # Errors
     ///
     /// Every problem in the file, each with its position; or why it could not be read.
-    pub fn open(path: &Path, options: &ValidationOptions) -> Result<FileStore, StoreOpenError> {
-        let fail = |problems: Vec<String>| StoreOpenError {
-            file: path.to_owned(),
-            problems,
-        };
-        let routers = match fs::read_to_string(path) {
-            Ok(text) => parse_state(&text, options).map_err(fail)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let dir = parent_dir(path);
-                if !dir.is_dir() {
-                    return Err(fail(vec![format!(
-                        " the directory {} does not exist",
-                        dir.display()
-                    )]));
-                }
-                BTreeMap::new()
-            }
-            Err(e) => return Err(fail(vec![format!(" cannot read: {e}")])),
-        };
+    pub async fn open(
+        path: &Path,
+        options: &ValidationOptions,
+    ) -> Result<FileStore, StoreOpenError> {
+        let owned = path.to_owned();
+        let options = *options;
+        let read = tokio::task::spawn_blocking(move || read_state_file(&owned, &options))
+            .await
+            .unwrap_or_else(|e| {
+                Err(StoreOpenError {
+                    file: path.to_owned(),
+                    problems: vec![format!(" cannot read: {e}")],
+                })
+            })?;
         Ok(FileStore {
-            path: Some(path.to_owned()),
-            routers: Mutex::new(routers),
+            path: path.to_owned(),
+            routers: Mutex::new(read),
         })
     }
 
-    /// The state file, if any.
-    pub fn path(&self) -> Option<&Path> {
-        self.path.as_deref()
+    /// The state file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The stored names, sorted.
-    pub fn names(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
+    pub async fn names(&self) -> Vec<String> {
+        self.routers.lock().await.keys().cloned().collect()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, RouterConfig>> {
-        self.routers.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Applies `change` to a copy, writes it, and keeps it only when the write succeeded.
-    fn update(
+    /// Applies `change` to a copy, writes the copy (on the blocking pool) when `change` says it
+    /// changed something, and keeps it only when the write succeeded.
+    async fn update(
         &self,
-        change: impl FnOnce(&mut BTreeMap<String, RouterConfig>),
+        change: impl FnOnce(&mut BTreeMap<String, RouterConfig>) -> bool,
     ) -> Result<(), StoreError> {
-        let mut current = self.lock();
+        let mut current = self.routers.lock().await;
         let mut next = current.clone();
-        change(&mut next);
-        if let Some(path) = &self.path {
-            write_atomically(path, &render_state(&next))
-                .map_err(|e| StoreError::new(format!("cannot write {}: {e}", path.display())))?;
+        if !change(&mut next) {
+            return Ok(());
         }
-        *current = next;
-        Ok(())
+        let path = self.path.clone();
+        let written = tokio::task::spawn_blocking(move || {
+            write_atomically(&path, &render_state(&next)).map(|()| next)
+        })
+        .await;
+        let failed = |e: &dyn fmt::Display| {
+            StoreError::Unavailable(format!("cannot write {}: {e}", self.path.display()))
+        };
+        match written {
+            Ok(Ok(next)) => {
+                *current = next;
+                Ok(())
+            }
+            Ok(Err(e)) => Err(failed(&e)),
+            Err(e) => Err(failed(&e)),
+        }
     }
 }
 
 impl RouterStore for FileStore {
-    fn save(&self, router: &RouterConfig) -> Result<(), StoreError> {
-        self.update(|m| {
+    fn load_all(&self) -> StoreFuture<'_, Stored> {
+        Box::pin(async move {
+            let routers = self.routers.lock().await.values().cloned().collect();
+            Ok(Stored { routers })
+        })
+    }
+
+    fn put<'a>(&'a self, router: &'a RouterConfig) -> StoreFuture<'a, ()> {
+        Box::pin(self.update(|m| {
             m.insert(router.name.clone(), router.clone());
-        })
+            true
+        }))
     }
 
-    fn delete(&self, name: &str) -> Result<(), StoreError> {
-        if !self.lock().contains_key(name) {
-            return Ok(());
+    fn delete<'a>(&'a self, name: &'a str) -> StoreFuture<'a, ()> {
+        Box::pin(self.update(|m| m.remove(name).is_some()))
+    }
+}
+
+/// Reads and validates the state file at `path` (blocking).
+fn read_state_file(
+    path: &Path,
+    options: &ValidationOptions,
+) -> Result<BTreeMap<String, RouterConfig>, StoreOpenError> {
+    let fail = |problems: Vec<String>| StoreOpenError {
+        file: path.to_owned(),
+        problems,
+    };
+    match fs::read_to_string(path) {
+        Ok(text) => parse_state(&text, options).map_err(fail),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let dir = parent_dir(path);
+            if !dir.is_dir() {
+                return Err(fail(vec![format!(
+                    " the directory {} does not exist",
+                    dir.display()
+                )]));
+            }
+            Ok(BTreeMap::new())
         }
-        self.update(|m| {
-            m.remove(name);
-        })
-    }
-
-    fn load(&self) -> Result<Vec<RouterConfig>, StoreError> {
-        Ok(self.lock().values().cloned().collect())
+        Err(e) => Err(fail(vec![format!(" cannot read: {e}")])),
     }
 }
 
@@ -220,25 +243,23 @@ pub fn parse_state(
         Some(Value::Array(list)) => {
             for (i, value) in list.iter().enumerate() {
                 let prefix = JsonPath::root().key("routers").index(i);
-                let config = match RouterConfig::from_value(value) {
-                    Ok(c) => c,
-                    Err(errors) => {
-                        problems.extend(
-                            errors
-                                .prefixed(&prefix)
-                                .into_iter()
-                                .map(|e| format!(" {}: {}", e.path, e.kind)),
-                        );
-                        continue;
-                    }
-                };
-                if let Err(errors) = config.compile_with(options) {
+                let mut located = |errors: ConfigErrors| {
                     problems.extend(
                         errors
                             .prefixed(&prefix)
                             .into_iter()
                             .map(|e| format!(" {}: {}", e.path, e.kind)),
                     );
+                };
+                let config = match RouterConfig::from_value(value) {
+                    Ok(c) => c,
+                    Err(errors) => {
+                        located(errors);
+                        continue;
+                    }
+                };
+                if let Err(errors) = config.compile_with(options) {
+                    located(errors);
                     continue;
                 }
                 let name = config.name.clone();
@@ -298,30 +319,38 @@ mod tests {
         d
     }
 
-    #[test]
-    fn round_trip() {
+    #[tokio::test]
+    async fn round_trip() {
         let d = dir();
         let path = d.join("state.json");
         let opts = ValidationOptions::default();
-        let store = FileStore::open(&path, &opts).unwrap();
-        assert!(store.load().unwrap().is_empty());
+        let store = FileStore::open(&path, &opts).await.unwrap();
+        assert!(store.load_all().await.unwrap().routers.is_empty());
         store
-            .save(&RouterConfig::from_json(ROUTER).unwrap())
+            .put(&RouterConfig::from_json(ROUTER).unwrap())
+            .await
             .unwrap();
-        let again = FileStore::open(&path, &opts).unwrap();
-        assert_eq!(again.names(), vec!["r".to_owned()]);
-        again.delete("r").unwrap();
-        assert!(FileStore::open(&path, &opts).unwrap().names().is_empty());
+        let again = FileStore::open(&path, &opts).await.unwrap();
+        assert_eq!(again.names().await, vec!["r".to_owned()]);
+        again.delete("r").await.unwrap();
+        assert!(
+            FileStore::open(&path, &opts)
+                .await
+                .unwrap()
+                .names()
+                .await
+                .is_empty()
+        );
         assert!(!d.join("state.json.tmp").exists());
     }
 
-    #[test]
-    fn corrupt_files_name_the_position() {
+    #[tokio::test]
+    async fn corrupt_files_name_the_position() {
         let d = dir();
         let path = d.join("state.json");
         let opts = ValidationOptions::default();
         fs::write(&path, "{\"abroute_state\": 1,\n \"routers\": [}").unwrap();
-        let e = FileStore::open(&path, &opts).unwrap_err().to_string();
+        let e = FileStore::open(&path, &opts).await.unwrap_err().to_string();
         assert!(e.starts_with(&format!("{}:2:", path.display())), "{e}");
         let bad = ROUTER.replace("\"weight\": 1", "\"weight\": 0");
         fs::write(
@@ -329,9 +358,28 @@ mod tests {
             format!("{{\"abroute_state\": 1, \"routers\": [{bad}]}}"),
         )
         .unwrap();
-        let e = FileStore::open(&path, &opts).unwrap_err().to_string();
+        let e = FileStore::open(&path, &opts).await.unwrap_err().to_string();
         assert!(e.contains(": routers[0].defaultRoute"), "{e}");
         fs::write(&path, "").unwrap();
-        assert!(FileStore::open(&path, &opts).is_err());
+        assert!(FileStore::open(&path, &opts).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_failed_write_changes_nothing() {
+        let d = dir().join("gone");
+        fs::create_dir_all(&d).unwrap();
+        let path = d.join("state.json");
+        let store = FileStore::open(&path, &ValidationOptions::default())
+            .await
+            .unwrap();
+        fs::remove_dir_all(&d).unwrap();
+        let e = store
+            .put(&RouterConfig::from_json(ROUTER).unwrap())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains(&path.display().to_string()), "{e}");
+        assert!(store.load_all().await.unwrap().routers.is_empty());
+        // Deleting what is not stored writes nothing, so it cannot fail.
+        store.delete("r").await.unwrap();
     }
 }
