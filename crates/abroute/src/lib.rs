@@ -9,7 +9,8 @@
 //! The flow is one way: **config → validate → compile → snapshot → decide**.
 //!
 //! - [`config`]: the serde model of the Inworld router JSON ([`RouterConfig`]), both spellings.
-//! - [`validate`]: every problem at once, each with its JSON path ([`ConfigErrors`]).
+//! - [`validate`]: every problem at once, each with its JSON path ([`ConfigErrors`]); the size
+//!   limits it enforces live in [`limits`], below it and [`condition`].
 //! - [`table`]: [`AliasTable`], an exact weighted pick from one 64-bit draw.
 //! - [`router`]: [`CompiledRouter`] and the [`Decision`] it gives.
 //! - [`sticky`]: [`StickyTable`], a stateless, minimal-disruption assignment of sticky keys.
@@ -47,6 +48,7 @@ pub mod engine;
 pub mod error;
 pub mod fallback;
 pub mod health;
+pub mod limits;
 pub mod model;
 pub mod plan;
 mod random;

@@ -354,7 +354,7 @@ impl CompiledRoute {
                 WeightError::TooMany { len } => ConfigErrorKind::TooMany {
                     what: "variants",
                     count: len,
-                    max: crate::validate::MAX_VARIANTS,
+                    max: crate::limits::MAX_VARIANTS,
                 },
             };
             ConfigError::new(path.key("variants"), kind)

@@ -4,8 +4,9 @@
 //! reports every problem at once, each with the JSON path of the value at fault and a sentence a
 //! user understands: the name, empty or duplicate ids, routes without variants or with all
 //! weights 0, weight sums past the limit, conditional routes without a condition or with one that
-//! is not valid CEL, a router with no route at all, and the documented size limits below. [`RouterConfig::compile`] runs it first,
-//! so nothing invalid is ever compiled.
+//! is not valid CEL, a router with no route at all, and the documented size limits
+//! ([`limits`](crate::limits), re-exported here). [`RouterConfig::compile`] runs it first, so
+//! nothing invalid is ever compiled.
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -14,16 +15,9 @@ use crate::config::{Route, RouterConfig};
 use crate::error::{ConfigError, ConfigErrorKind as K, ConfigErrors, JsonPath};
 use serde_json::Value;
 
-/// The most conditional routes a router may have.
-pub const MAX_ROUTES: usize = 1_000;
-/// The most variants a route may have.
-pub const MAX_VARIANTS: usize = 1_000_000;
-/// The longest router name, `route_id`, `variant_id`, `model_id` or route `salt`, in bytes.
-pub const MAX_ID_BYTES: usize = 256;
-/// The largest sum of a route's weights (`u32::MAX`).
-pub const MAX_WEIGHT_SUM: u64 = u32::MAX as u64;
-/// The longest `cel_expression`, in bytes.
-pub const MAX_CONDITION_BYTES: usize = 16 * 1024;
+pub use crate::limits::{
+    MAX_CONDITION_BYTES, MAX_ID_BYTES, MAX_ROUTES, MAX_VARIANTS, MAX_WEIGHT_SUM,
+};
 
 /// How strict validation is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
