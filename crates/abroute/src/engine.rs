@@ -34,11 +34,13 @@ use arc_swap::{ArcSwap, Guard};
 use rustc_hash::FxHashMap;
 
 use crate::catalog::Catalog;
+use crate::compile::Registries;
+use crate::compiled::CompiledRouter;
 use crate::config::RouterConfig;
 use crate::context::RequestContext;
+use crate::decision::Decision;
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
 use crate::health::{HealthConfig, HealthRegistry, Outcome};
-use crate::router::{CompiledRouter, Decision, Registries};
 use crate::select::ModelMetrics;
 use crate::stats::VariantStatsSnapshot;
 use crate::validate::ValidationOptions;
@@ -209,10 +211,7 @@ fn insert(
 fn reads_metrics(config: &RouterConfig, catalog: &Catalog) -> bool {
     let default = crate::config::ModelSelection::default();
     config
-        .routes
-        .iter()
-        .map(|r| &r.route)
-        .chain(config.default_route.as_ref())
+        .all_routes()
         .flat_map(|route| &route.variants)
         .any(|wv| {
             let v = &wv.variant;

@@ -94,52 +94,17 @@ pub(crate) fn validate_and_compile_conditions(
     }
 
     let mut route_ids: HashMap<&str, JsonPath> = HashMap::default();
-    for (i, item) in config.routes.iter().enumerate() {
-        let path = root.key("routes").index(i);
-        route(
-            &item.route,
-            &path.key("route"),
-            options,
-            &mut route_ids,
-            &mut errors,
-        );
-        match &item.condition {
-            None => errors.push(ConfigError::new(path, K::MissingCondition)),
-            Some(c) => {
-                let cpath = path.key("condition").key("cel_expression");
-                if c.cel_expression.trim().is_empty() {
-                    errors.push(ConfigError::new(cpath, K::MissingCondition));
-                } else if c.cel_expression.len() > MAX_CONDITION_BYTES {
-                    errors.push(ConfigError::new(
-                        cpath,
-                        K::TooLong {
-                            what: "cel_expression",
-                            len: c.cel_expression.len(),
-                            max: MAX_CONDITION_BYTES,
-                        },
-                    ));
-                } else {
-                    match Condition::compile(&c.cel_expression) {
-                        Ok(compiled) => conditions.push(compiled),
-                        Err(e) => errors.push(ConfigError::new(
-                            cpath,
-                            K::InvalidCondition {
-                                message: e.to_string(),
-                            },
-                        )),
-                    }
-                }
-            }
+    for (i, (r, path)) in config.routes_with_paths().enumerate() {
+        route(r, &path, options, &mut route_ids, &mut errors);
+        // A conditional route's condition comes right after its route, in document order.
+        if let Some(item) = config.routes.get(i) {
+            let path = root.key("routes").index(i);
+            conditions.extend(compile_condition(
+                item.condition.as_ref(),
+                path,
+                &mut errors,
+            ));
         }
-    }
-    if let Some(default) = &config.default_route {
-        route(
-            default,
-            &root.key("defaultRoute"),
-            options,
-            &mut route_ids,
-            &mut errors,
-        );
     }
     if let Some(Value::Object(defaults)) = &config.defaults {
         for name in ["message_templates", "messageTemplates"] {
@@ -152,6 +117,42 @@ pub(crate) fn validate_and_compile_conditions(
         None => Ok(conditions),
         Some(e) => Err(e),
     }
+}
+
+/// Checks and compiles the condition of the conditional route at `path` (`routes[i]`).
+fn compile_condition(
+    condition: Option<&crate::config::Condition>,
+    path: JsonPath,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Condition> {
+    let Some(c) = condition else {
+        errors.push(ConfigError::new(path, K::MissingCondition));
+        return None;
+    };
+    let cpath = path.key("condition").key("cel_expression");
+    if c.cel_expression.trim().is_empty() {
+        errors.push(ConfigError::new(cpath, K::MissingCondition));
+    } else if c.cel_expression.len() > MAX_CONDITION_BYTES {
+        errors.push(ConfigError::new(
+            cpath,
+            K::TooLong {
+                what: "cel_expression",
+                len: c.cel_expression.len(),
+                max: MAX_CONDITION_BYTES,
+            },
+        ));
+    } else {
+        match Condition::compile(&c.cel_expression) {
+            Ok(compiled) => return Some(compiled),
+            Err(e) => errors.push(ConfigError::new(
+                cpath,
+                K::InvalidCondition {
+                    message: e.to_string(),
+                },
+            )),
+        }
+    }
+    None
 }
 
 /// Checks one id. `path` is only called on error: building a `JsonPath` allocates, and a

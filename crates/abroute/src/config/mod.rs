@@ -33,7 +33,7 @@ pub(crate) use parse::kind_of;
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::error::ConfigErrors;
+use crate::error::{ConfigErrors, JsonPath};
 
 /// A router: conditional routes tried in order, and a default route.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -270,6 +270,20 @@ impl RouterConfig {
             .iter()
             .map(|r| &r.route)
             .chain(self.default_route.as_ref())
+    }
+
+    /// [`all_routes`](Self::all_routes), each with its JSON path: `routes[i].route`, then
+    /// `defaultRoute`.
+    pub(crate) fn routes_with_paths(&self) -> impl Iterator<Item = (&Route, JsonPath)> {
+        let conditional = self.routes.len();
+        self.all_routes().enumerate().map(move |(i, route)| {
+            let path = if i < conditional {
+                JsonPath::root().key("routes").index(i).key("route")
+            } else {
+                JsonPath::root().key("defaultRoute")
+            };
+            (route, path)
+        })
     }
 }
 
