@@ -4,8 +4,10 @@
 //! [`validate`](crate::validate)), keeps the CEL conditions validation compiled, and turns every
 //! route into an [`AliasTable`] and its variants into [`ModelTarget`] lists: a variant's
 //! `model_id` and fallbacks, or the catalog's order for `auto`, bare model names and sorted
-//! selections ([`order_models`]). Sticky tables are built on first need, or by the engine before
-//! it publishes a router.
+//! selections ([`order_models`]). It resolves what each variant sends besides its model (its own
+//! `message_templates` and `text_generation_config`, else the router's `defaults`), typing the
+//! templates once. Sticky tables are built on first need, or by the engine before it publishes a
+//! router.
 //!
 //! The engine compiles against its registries: the shared state that outlives a snapshot (health
 //! by model and provider, counters by variant, identical sticky tables by content, the catalog
@@ -17,9 +19,14 @@ use std::sync::{Arc, OnceLock};
 use rustc_hash::FxHashMap;
 
 use crate::catalog::Catalog;
-use crate::compiled::{CompiledRoute, CompiledRouter, CompiledVariant, ModelTarget, Targets};
+use crate::compiled::{
+    CompiledRoute, CompiledRouter, CompiledVariant, ModelTarget, Targets, VariantSettings,
+};
 use crate::condition::Condition;
-use crate::config::{ModelSelection, Route, RouterConfig, Variant};
+use crate::config::{
+    GENERATION_CONFIG, MESSAGE_TEMPLATES, MessageTemplate, ModelSelection, Route, RouterConfig,
+    Variant,
+};
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath};
 use crate::health::{Health, HealthRegistry, provider_of};
 use crate::limits::MAX_VARIANTS;
@@ -251,10 +258,65 @@ impl<'c> TargetCache<'c> {
     }
 }
 
+/// Reads a `message_templates` value (validation accepted it: the errors, with `path`, are
+/// those validation would have reported).
+fn templates(
+    value: &serde_json::Value,
+    path: &JsonPath,
+) -> Result<Box<[MessageTemplate]>, Vec<ConfigError>> {
+    crate::config::message_templates(value, path).map(Vec::into_boxed_slice)
+}
+
+/// The router-wide settings (`defaults.message_templates`, `defaults.text_generation_config`),
+/// shared by every variant that has neither of its own. `None` when the defaults set neither.
+fn default_settings(
+    config: &RouterConfig,
+) -> Result<Option<Arc<VariantSettings>>, Vec<ConfigError>> {
+    let templates = match config.default_member(MESSAGE_TEMPLATES) {
+        Some((name, t)) => Some(templates(t, &JsonPath::root().key("defaults").key(name))?),
+        None => None,
+    };
+    let generation = config
+        .default_member(GENERATION_CONFIG)
+        .map(|(_, g)| g.clone());
+    Ok((templates.is_some() || generation.is_some()).then(|| {
+        Arc::new(VariantSettings {
+            templates,
+            generation,
+        })
+    }))
+}
+
+/// A variant's effective settings: the defaults' (shared) when it has none of its own, else
+/// its own `message_templates` and `text_generation_config`, each or else the default.
+/// `path` (the variant's) is only built on error.
+fn variant_settings(
+    v: &Variant,
+    defaults: Option<&Arc<VariantSettings>>,
+    path: impl FnOnce() -> JsonPath,
+) -> Result<Option<Arc<VariantSettings>>, Vec<ConfigError>> {
+    if v.message_templates.is_none() && v.text_generation_config.is_none() {
+        return Ok(defaults.cloned());
+    }
+    let templates = match &v.message_templates {
+        Some(t) => Some(templates(t, &path().key("message_templates"))?),
+        None => defaults.and_then(|d| d.templates.clone()),
+    };
+    let generation = match &v.text_generation_config {
+        Some(g) => Some(g.clone()),
+        None => defaults.and_then(|d| d.generation.clone()),
+    };
+    Ok(Some(Arc::new(VariantSettings {
+        templates,
+        generation,
+    })))
+}
+
 /// What every route of one router is compiled with.
 struct RouterScope<'c, 'r> {
     router: &'c str,
     registries: &'r Registries,
+    defaults: Option<Arc<VariantSettings>>,
     targets: TargetCache<'c>,
 }
 
@@ -281,8 +343,11 @@ impl CompiledRoute {
         let with_stats = route.variants.len() <= MAX_STATS_VARIANTS;
         let registries = scope.registries;
         let mut variants = Vec::with_capacity(route.variants.len());
-        for wv in &route.variants {
+        for (j, wv) in route.variants.iter().enumerate() {
             let v = &wv.variant;
+            let settings = variant_settings(v, scope.defaults.as_ref(), || {
+                path.key("variants").index(j).key("variant")
+            })?;
             variants.push(CompiledVariant {
                 id: v.variant_id.as_str().into(),
                 weight: wv.weight,
@@ -292,6 +357,7 @@ impl CompiledRoute {
                         .stats
                         .variant(scope.router, &route.route_id, &v.variant_id)
                 }),
+                settings,
             });
         }
         let salt: Box<[u8]> = match &route.salt {
@@ -349,9 +415,14 @@ impl RouterConfig {
             return Err(errors);
         }
         let mut errors = Vec::new();
+        let defaults = default_settings(self).unwrap_or_else(|e| {
+            errors.extend(e);
+            None
+        });
         let mut scope = RouterScope {
             router: &self.name,
             registries,
+            defaults,
             targets: TargetCache::default(),
         };
         let mut routes = Vec::with_capacity(self.routes.len());

@@ -4,7 +4,8 @@
 //! conditional routes in order and its default route; a [`CompiledRoute`] is its compiled CEL
 //! condition, its [`CompiledVariant`]s with their [`AliasTable`] and (built once, on first need)
 //! [`StickyTable`]; a variant is its weight, the [`ModelTarget`]s to try in order (each linked to
-//! its model's and provider's [`Health`]), and its counters. How they are built from a
+//! its model's and provider's [`Health`]), its counters and what it sends besides the model (its
+//! effective message templates and generation config). How they are built from a
 //! [`RouterConfig`](crate::RouterConfig) is [`compile`](crate::compile)'s job, and how a request
 //! is decided from them [`decision`](crate::decision)'s; both sit above this module.
 //!
@@ -29,8 +30,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use serde_json::Value;
+
 use crate::catalog::{Catalog, Needs};
 use crate::condition::Condition;
+use crate::config::MessageTemplate;
 use crate::health::{Health, Outcome};
 use crate::select::ModelMetrics;
 use crate::stats::VariantStats;
@@ -85,6 +89,17 @@ pub struct CompiledVariant {
     /// Never empty: validation requires a non-empty `model_id`, which is the first target.
     pub(crate) targets: Targets,
     pub(crate) stats: Option<Arc<VariantStats>>,
+    /// The effective templates and generation config; `None` when there are neither. Variants
+    /// without their own share the router's defaults.
+    pub(crate) settings: Option<Arc<VariantSettings>>,
+}
+
+/// What a variant sends besides its model: its own `message_templates` and
+/// `text_generation_config`, or else the router's `defaults`.
+#[derive(Debug, Default)]
+pub(crate) struct VariantSettings {
+    pub(crate) templates: Option<Box<[MessageTemplate]>>,
+    pub(crate) generation: Option<Value>,
 }
 
 impl CompiledVariant {
@@ -123,6 +138,23 @@ impl CompiledVariant {
     /// [`MAX_STATS_VARIANTS`](crate::compile::MAX_STATS_VARIANTS)).
     pub fn stats(&self) -> Option<&VariantStats> {
         self.stats.as_deref()
+    }
+
+    /// The effective message templates, checked and typed: the variant's own
+    /// `message_templates`, or else the router's `defaults.message_templates` (the variant's
+    /// list replaces the default as a whole; an empty own list means none). `None` when neither
+    /// is set. [`RouterConfig::effective_message_templates`] gives the value as configured.
+    ///
+    /// [`RouterConfig::effective_message_templates`]: crate::RouterConfig::effective_message_templates
+    pub fn message_templates(&self) -> Option<&[MessageTemplate]> {
+        self.settings.as_deref()?.templates.as_deref()
+    }
+
+    /// The effective `text_generation_config`: the variant's own, or else the router's
+    /// `defaults.text_generation_config`, as given (the variant's replaces the default as a
+    /// whole; they are not merged). `None` when neither is set.
+    pub fn generation_config(&self) -> Option<&Value> {
+        self.settings.as_deref()?.generation.as_ref()
     }
 }
 

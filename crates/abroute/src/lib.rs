@@ -18,7 +18,8 @@
 //! - [`context`]: [`RequestContext`], what a decision may look at (its draw comes from the
 //!   private `random`, a leaf).
 //! - [`condition`]: CEL conditions ([`Condition`]), compiled once, evaluated per request.
-//! - [`config`]: the serde model of the Inworld router JSON ([`RouterConfig`]), both spellings.
+//! - [`config`]: the serde model of the Inworld router JSON ([`RouterConfig`]), both spellings,
+//!   and the one reading of its message templates ([`MessageTemplate`]).
 //! - [`validate`]: every problem at once, each with its JSON path ([`ConfigErrors`]).
 //! - [`health`], [`stats`]: passive health per model and provider, counters per variant.
 //! - [`select`]: `auto`, sorted and provider selection ([`order_models`]).
@@ -80,7 +81,7 @@ pub mod validate;
 pub use catalog::{Capability, Catalog, ModelInfo, Needs, Unsuitable};
 pub use compiled::{CompiledRoute, CompiledRouter, CompiledVariant, ModelTarget};
 pub use condition::{Condition, ConditionError, ConditionOutcome, EvalError, Variables};
-pub use config::RouterConfig;
+pub use config::{MessageTemplate, RouterConfig};
 pub use context::{MetadataValue, RequestContext};
 pub use decision::{Assignment, ConditionExplanation, Decision, Explanation};
 pub use engine::{Change, Engine, LoadedRouter, Snapshot, SnapshotGuard};

@@ -4,9 +4,9 @@
 //! reports every problem at once, each with the JSON path of the value at fault and a sentence a
 //! user understands: the name, empty or duplicate ids, routes without variants or with all
 //! weights 0, weight sums past the limit, conditional routes without a condition or with one that
-//! is not valid CEL, a router with no route at all, and the documented size limits
-//! ([`limits`](crate::limits), re-exported here). [`RouterConfig::compile`] runs it first, so
-//! nothing invalid is ever compiled.
+//! is not valid CEL, message templates that are not messages, a router with no route at all, and
+//! the documented size limits ([`limits`](crate::limits), re-exported here).
+//! [`RouterConfig::compile`] runs it first, so nothing invalid is ever compiled.
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -107,7 +107,7 @@ pub(crate) fn validate_and_compile_conditions(
         }
     }
     if let Some(Value::Object(defaults)) = &config.defaults {
-        for name in ["message_templates", "messageTemplates"] {
+        for name in crate::config::MESSAGE_TEMPLATES {
             if let Some(t) = defaults.get(name) {
                 message_templates(t, &root.key("defaults").key(name), &mut errors);
             }
@@ -269,64 +269,12 @@ fn route<'c>(
     }
 }
 
-/// Checks a `message_templates` list: objects with a non-empty string `role` and a `content`
-/// that is a string or a list of parts: what an HTTP adapter can put in front of a request's
-/// messages (`abroute_http::template`).
+/// Checks a `message_templates` value: what an HTTP adapter can put in front of a request's
+/// messages (read by [`MessageTemplate::parse_list`](crate::config::MessageTemplate::parse_list),
+/// the one reading of templates, which compiling uses too).
 fn message_templates(value: &Value, path: &JsonPath, errors: &mut Vec<ConfigError>) {
-    let Value::Array(list) = value else {
-        errors.push(ConfigError::new(
-            path.clone(),
-            K::WrongType {
-                expected: "a list of messages",
-                found: crate::config::kind_of(value),
-            },
-        ));
-        return;
-    };
-    for (i, t) in list.iter().enumerate() {
-        let tpath = path.index(i);
-        let Value::Object(obj) = t else {
-            errors.push(ConfigError::new(
-                tpath,
-                K::WrongType {
-                    expected: "a message object with `role` and `content`",
-                    found: crate::config::kind_of(t),
-                },
-            ));
-            continue;
-        };
-        match obj.get("role") {
-            None => errors.push(ConfigError::new(
-                tpath.clone(),
-                K::MissingField { field: "role" },
-            )),
-            Some(Value::String(r)) if r.is_empty() => errors.push(ConfigError::new(
-                tpath.key("role"),
-                K::Empty { what: "role" },
-            )),
-            Some(Value::String(_)) => {}
-            Some(other) => errors.push(ConfigError::new(
-                tpath.key("role"),
-                K::WrongType {
-                    expected: "a string",
-                    found: crate::config::kind_of(other),
-                },
-            )),
-        }
-        match obj.get("content") {
-            None => errors.push(ConfigError::new(
-                tpath,
-                K::MissingField { field: "content" },
-            )),
-            Some(Value::String(_) | Value::Array(_)) => {}
-            Some(other) => errors.push(ConfigError::new(
-                tpath.key("content"),
-                K::WrongType {
-                    expected: "a string or a list of parts",
-                    found: crate::config::kind_of(other),
-                },
-            )),
-        }
+    if let Err(problems) = crate::config::message_templates(value, path) {
+        errors.extend(problems);
     }
 }
 
