@@ -32,7 +32,8 @@
 //! - [`fallback`]: [`Decision::fallbacks`], the order of the route's other variants.
 //! - [`record`]: [`DecisionRecord`], an owned, serializable account of one request.
 //! - [`plan`]: [`Decision::plan`] and the [`AttemptPlan`] it gives.
-//! - [`engine`]: [`Engine`], every router in an `arc-swap` snapshot.
+//! - [`engine`]: [`Engine`], every router in an `arc-swap` snapshot, built from an
+//!   [`EngineConfig`], with a publish-time [`Prepare`] hook.
 //!
 //! Building can fail with rich errors; routing cannot fail on a valid snapshot except for an
 //! unknown router or no matching route ([`RouteError`]).
@@ -84,7 +85,7 @@ pub use condition::{Condition, ConditionError, ConditionOutcome, EvalError, Vari
 pub use config::{MessageTemplate, RouterConfig};
 pub use context::{MetadataValue, RequestContext};
 pub use decision::{Assignment, ConditionExplanation, Decision, Explanation};
-pub use engine::{Change, Engine, LoadedRouter, Snapshot, SnapshotGuard};
+pub use engine::{Change, Engine, EngineConfig, LoadedRouter, Prepare, Snapshot, SnapshotGuard};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
 pub use fallback::{Fallbacks, RandomFallbacks};
 pub use health::{FailureClass, Health, HealthConfig, Outcome};
