@@ -14,6 +14,7 @@
 //! and observed metrics), so that a router swapped for a new version keeps its models' health
 //! and reuses what did not change.
 
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 
 use rustc_hash::FxHashMap;
@@ -370,7 +371,7 @@ impl CompiledRoute {
         Ok(CompiledRoute {
             id: route.route_id.as_str().into(),
             condition,
-            condition_errors: Default::default(),
+            condition_errors: AtomicU64::new(0),
             variants: variants.into_boxed_slice(),
             table,
             total_weight: weights.iter().map(|&w| u64::from(w)).sum(),
@@ -440,6 +441,10 @@ impl RouterConfig {
         if let Some(errors) = ConfigErrors::from_vec(errors) {
             return Err(errors);
         }
+        let uses_messages = routes
+            .iter()
+            .filter_map(CompiledRoute::condition)
+            .any(|c| c.contains("messages"));
         Ok(CompiledRouter {
             name: self.name.as_str().into(),
             version: 0,
@@ -449,6 +454,7 @@ impl RouterConfig {
             metrics: Arc::clone(&registries.metrics),
             routes: routes.into_boxed_slice(),
             default_route,
+            uses_messages,
         })
     }
 

@@ -269,6 +269,8 @@ pub struct CompiledRouter {
     pub(crate) metrics: Arc<ModelMetrics>,
     pub(crate) routes: Box<[CompiledRoute]>,
     pub(crate) default_route: Option<CompiledRoute>,
+    /// Whether some condition mentions `messages` (found once, when compiling).
+    pub(crate) uses_messages: bool,
 }
 
 impl CompiledRouter {
@@ -316,12 +318,10 @@ impl CompiledRouter {
     }
 
     /// Whether any condition mentions `messages`: a host can skip parsing a request's messages
-    /// for routers that never read them. Conservative (a textual check of the sources).
+    /// for routers that never read them. Conservative (a textual check of the sources, made
+    /// once when compiling).
     pub fn uses_messages(&self) -> bool {
-        self.routes
-            .iter()
-            .filter_map(CompiledRoute::condition)
-            .any(|c| c.contains("messages"))
+        self.uses_messages
     }
 
     /// The observed latency and throughput store this router reports to.
