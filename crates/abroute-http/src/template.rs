@@ -28,15 +28,18 @@
 //! send as nothing (the empty string, as Mustache and Jinja render an undefined variable). The
 //! rewrite copies a string value's escaped bytes as they are: nothing is decoded or re-encoded.
 //!
-//! Templates are parsed once per loaded router ([`RenderedGeneration`](crate::RenderedGeneration)
-//! keeps them) into pieces of ready-made JSON bytes between placeholders, so a rewrite only
-//! copies bytes and looks variables up.
+//! Templates are checked and typed once, by the core, when a router is compiled
+//! ([`abroute::CompiledVariant::message_templates`]: the variant's own, else the router's
+//! defaults); [`MessageTemplates::from_messages`] turns that list into pieces of ready-made JSON
+//! bytes between placeholders, with no checks of its own, once per loaded router
+//! ([`RenderedGeneration`](crate::RenderedGeneration) keeps them), so a rewrite only copies
+//! bytes and looks variables up.
 
 use std::fmt;
 
 use serde_json::{Map, Value};
 
-use crate::json::{Kind, Sink, StrSpan, ValueSpan, write_str_content, write_value};
+use crate::json::{Kind, Sink, SinkWriter, StrSpan, ValueSpan, write_str_content, write_value};
 use crate::list::SmallList;
 
 /// A template message's JSON bytes, split at its placeholders.
@@ -179,73 +182,89 @@ impl fmt::Display for TemplateError {
 
 impl std::error::Error for TemplateError {}
 
+impl TemplateError {
+    const NOT_A_LIST: TemplateError = TemplateError {
+        index: None,
+        reason: "must be a list of messages",
+    };
+
+    /// The adapter's wording of a problem the core found.
+    fn from_problem(p: &abroute::config::TemplateProblem) -> TemplateError {
+        use abroute::config::TemplateProblemKind as K;
+        let reason = match p.kind {
+            K::NotAList { .. } => return TemplateError::NOT_A_LIST,
+            K::NotAnObject { .. } => "must be an object with `role` and `content`",
+            K::MissingRole => "`role` is missing",
+            K::EmptyRole => "`role` must not be empty",
+            K::RoleNotAString { .. } => "`role` must be a string",
+            K::MissingContent => "`content` is missing",
+            K::ContentWrongType { .. } => "`content` must be a string or a list of parts",
+            _ => "is not a message template",
+        };
+        TemplateError {
+            index: p.index,
+            reason,
+        }
+    }
+}
+
 impl MessageTemplates {
     /// Parses a `message_templates` value: a list of objects, each with a string `role` and a
     /// `content` that is a string or a list of parts. Other members of a template are copied
-    /// as they are.
+    /// as they are. The checks are the core's ([`abroute::MessageTemplate::parse_list`], which
+    /// validation runs too); a compiled router already holds the checked list
+    /// ([`abroute::CompiledVariant::message_templates`]): prefer
+    /// [`from_messages`](Self::from_messages) with it.
     ///
     /// # Errors
     ///
-    /// A [`TemplateError`] naming the template and what is wrong with it.
+    /// A [`TemplateError`] naming the first template that is wrong and what is wrong with it.
     pub fn new(value: &Value) -> Result<MessageTemplates, TemplateError> {
-        let Value::Array(list) = value else {
-            return Err(TemplateError {
-                index: None,
-                reason: "must be a list of messages",
-            });
-        };
-        let mut messages = Vec::with_capacity(list.len());
-        for (i, t) in list.iter().enumerate() {
-            let err = |reason| TemplateError {
-                index: Some(i),
-                reason,
-            };
-            let Value::Object(obj) = t else {
-                return Err(err("must be an object with `role` and `content`"));
-            };
-            let role = match obj.get("role") {
-                Some(Value::String(r)) if !r.is_empty() => r.as_str(),
-                Some(Value::String(_)) => return Err(err("`role` must not be empty")),
-                Some(_) => return Err(err("`role` must be a string")),
-                None => return Err(err("`role` is missing")),
-            };
-            let content = obj
-                .get("content")
-                .ok_or_else(|| err("`content` is missing"))?;
-            if !matches!(content, Value::String(_) | Value::Array(_)) {
-                return Err(err("`content` must be a string or a list of parts"));
-            }
-            let system = role == "system" || role == "developer";
-            let mut message = Vec::new();
-            write_value(&mut message, t);
-            let mut blocks = Vec::new();
-            if system {
-                match content {
-                    Value::Array(parts) => {
-                        for (k, p) in parts.iter().enumerate() {
-                            if k > 0 {
-                                blocks.push(b',');
+        match abroute::MessageTemplate::parse_list(value) {
+            Ok(messages) => Ok(MessageTemplates::from_messages(&messages)),
+            Err(problems) => Err(problems
+                .first()
+                .map_or(TemplateError::NOT_A_LIST, TemplateError::from_problem)),
+        }
+    }
+
+    /// The byte pieces of templates the core already checked (a compiled variant's effective
+    /// [`message_templates`](abroute::CompiledVariant::message_templates)). Cannot fail.
+    pub fn from_messages(templates: &[abroute::MessageTemplate]) -> MessageTemplates {
+        let messages = templates
+            .iter()
+            .map(|t| {
+                let system = t.is_system();
+                let mut message = Vec::new();
+                // Writing into a Vec cannot fail; the bytes are `write_value`'s for the object.
+                let _ = serde_json::to_writer(SinkWriter(&mut message), t.message());
+                let mut blocks = Vec::new();
+                if system {
+                    match t.content() {
+                        Value::Array(parts) => {
+                            for (k, p) in parts.iter().enumerate() {
+                                if k > 0 {
+                                    blocks.push(b',');
+                                }
+                                write_value(&mut blocks, p);
                             }
-                            write_value(&mut blocks, p);
+                        }
+                        other => {
+                            let mut block = Map::new();
+                            block.insert("type".into(), Value::from("text"));
+                            block.insert("text".into(), other.clone());
+                            write_value(&mut blocks, &Value::Object(block));
                         }
                     }
-                    other => {
-                        let mut block = Map::new();
-                        block.insert("type".into(), Value::from("text"));
-                        block.insert("text".into(), other.clone());
-                        write_value(&mut blocks, &Value::Object(block));
-                    }
                 }
-            }
-            messages.push(TemplateMessage {
-                system,
-                message: Pieces::new(message),
-                blocks: Pieces::new(blocks),
-            });
-        }
-        Ok(MessageTemplates {
-            messages: messages.into(),
-        })
+                TemplateMessage {
+                    system,
+                    message: Pieces::new(message),
+                    blocks: Pieces::new(blocks),
+                }
+            })
+            .collect();
+        MessageTemplates { messages }
     }
 
     /// How many template messages there are.
@@ -413,6 +432,40 @@ mod tests {
             ),
         ] {
             assert_eq!(MessageTemplates::new(&bad).unwrap_err().to_string(), msg);
+        }
+    }
+
+    #[test]
+    fn from_messages_writes_the_cores_checked_list() {
+        let system = serde_json::json!({"role": "system", "content": "You are {{agent}}."});
+        let user = serde_json::json!({"role": "user", "content": [{"type": "text", "text": "{{q}}"}], "name": "u"});
+        let config = abroute::RouterConfig::from_value(&serde_json::json!({
+            "name": "r",
+            "defaults": { "message_templates": [system, user] },
+            "defaultRoute": { "route_id": "d", "variants": [
+                { "variant": { "variant_id": "a", "model_id": "m" }, "weight": 1 } ] } }))
+        .unwrap();
+        let router = config.compile().unwrap();
+        let list = router.default_route().unwrap().variants()[0]
+            .message_templates()
+            .unwrap();
+        let t = MessageTemplates::from_messages(list);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.variables().collect::<Vec<_>>(), ["agent", "q"]);
+        assert!(t.has(Selection::SystemBlocks) && t.has(Selection::Conversation));
+        let bytes = |v: &Value| serde_json::to_vec(v).unwrap();
+        assert_eq!(&*t.messages[0].message.bytes, bytes(&system).as_slice());
+        assert_eq!(&*t.messages[1].message.bytes, bytes(&user).as_slice());
+        assert_eq!(
+            &*t.messages[0].blocks.bytes,
+            bytes(&serde_json::json!({"type": "text", "text": "You are {{agent}}."})).as_slice()
+        );
+        assert!(t.messages[1].blocks.bytes.is_empty());
+        // The same pieces as parsing the value.
+        let parsed = MessageTemplates::new(&serde_json::json!([system, user])).unwrap();
+        for (a, b) in parsed.messages.iter().zip(t.messages.iter()) {
+            assert_eq!(a.message.bytes, b.message.bytes);
+            assert_eq!(a.blocks.bytes, b.blocks.bytes);
         }
     }
 }

@@ -222,7 +222,7 @@ pub enum ConfigErrorKind {
     WeightSumTooLarge {
         /// The sum.
         sum: u64,
-        /// The limit ([`MAX_WEIGHT_SUM`](crate::validate::MAX_WEIGHT_SUM)).
+        /// The limit ([`MAX_WEIGHT_SUM`](crate::limits::MAX_WEIGHT_SUM)).
         max: u64,
     },
     /// Strict mode only: a route whose weights do not add up to exactly 100 (as Inworld requires).

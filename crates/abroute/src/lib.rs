@@ -6,17 +6,34 @@
 //! reads router configs, validates them, compiles them into exact O(1) alias tables, and answers
 //! routing decisions from an immutable snapshot that is swapped atomically while requests flow.
 //!
-//! The flow is one way: **config → validate → compile → snapshot → decide**.
+//! The flow is one way: **config → validate → compile → snapshot → decide → plan → record**.
+//! Each module below imports only modules above it in this list (no import cycles):
 //!
-//! - [`config`]: the serde model of the Inworld router JSON ([`RouterConfig`]), both spellings.
-//! - [`validate`]: every problem at once, each with its JSON path ([`ConfigErrors`]).
+//! - [`error`]: [`ConfigErrors`] (each [`ConfigError`] with its [`JsonPath`]) and [`RouteError`].
+//! - [`limits`]: the documented size limits of a config, shared by validation and conditions.
 //! - [`table`]: [`AliasTable`], an exact weighted pick from one 64-bit draw.
-//! - [`router`]: [`CompiledRouter`] and the [`Decision`] it gives.
 //! - [`sticky`]: [`StickyTable`], a stateless, minimal-disruption assignment of sticky keys.
-//! - [`context`]: [`RequestContext`], what a decision may look at.
-//! - [`engine`]: [`Engine`], every router in an `arc-swap` snapshot.
-//! - [`catalog`]: [`Catalog`], model facts (limits, prices, capabilities); [`select`]: `auto`,
-//!   sorted and provider selection ([`order_models`]).
+//! - [`model`]: [`ModelId`], the one `provider/model` split.
+//! - [`catalog`]: [`Catalog`], model facts (limits, prices, capabilities).
+//! - [`context`]: [`RequestContext`], what a decision may look at (its draw comes from the
+//!   private `random`, a leaf).
+//! - [`condition`]: CEL conditions ([`Condition`]), compiled once, evaluated per request.
+//! - [`config`]: the serde model of the Inworld router JSON ([`RouterConfig`]), both spellings,
+//!   and the one reading of its message templates ([`MessageTemplate`]).
+//! - [`validate`]: every problem at once, each with its JSON path ([`ConfigErrors`]).
+//! - [`health`], [`stats`]: passive health per model and provider, counters per variant.
+//! - [`select`]: `auto`, sorted and provider selection ([`order_models`]).
+//! - [`compiled`]: the compiled types ([`CompiledRouter`], [`CompiledRoute`],
+//!   [`CompiledVariant`], [`ModelTarget`]) and what they say about themselves.
+//! - [`compile`]: [`RouterConfig::compile`], config → compiled, against the engine's shared
+//!   registries.
+//! - [`sampling`]: weighted sampling without replacement over a route ([`RandomFallbacks`]).
+//! - [`decision`]: [`CompiledRouter::decide`] and the [`Decision`] it gives ([`Assignment`]).
+//! - [`fallback`]: [`Decision::fallbacks`], the order of the route's other variants.
+//! - [`record`]: [`DecisionRecord`], an owned, serializable account of one request.
+//! - [`plan`]: [`Decision::plan`] and the [`AttemptPlan`] it gives.
+//! - [`engine`]: [`Engine`], every router in an `arc-swap` snapshot, built from an
+//!   [`EngineConfig`], with a publish-time [`Prepare`] hook.
 //!
 //! Building can fail with rich errors; routing cannot fail on a valid snapshot except for an
 //! unknown router or no matching route ([`RouteError`]).
@@ -40,18 +57,22 @@
 //! ```
 
 pub mod catalog;
+pub mod compile;
+pub mod compiled;
 pub mod condition;
 pub mod config;
 pub mod context;
+pub mod decision;
 pub mod engine;
 pub mod error;
 pub mod fallback;
 pub mod health;
+pub mod limits;
 pub mod model;
 pub mod plan;
 mod random;
 pub mod record;
-pub mod router;
+pub mod sampling;
 pub mod select;
 pub mod stats;
 pub mod sticky;
@@ -59,19 +80,18 @@ pub mod table;
 pub mod validate;
 
 pub use catalog::{Capability, Catalog, ModelInfo, Needs, Unsuitable};
+pub use compiled::{CompiledRoute, CompiledRouter, CompiledVariant, ModelTarget};
 pub use condition::{Condition, ConditionError, ConditionOutcome, EvalError, Variables};
-pub use config::RouterConfig;
+pub use config::{MessageTemplate, RouterConfig};
 pub use context::{MetadataValue, RequestContext};
-pub use engine::{Change, Engine, LoadedRouter, Snapshot, SnapshotGuard};
+pub use decision::{Assignment, ConditionExplanation, Decision, Explanation};
+pub use engine::{Change, Engine, EngineConfig, LoadedRouter, Prepare, Snapshot, SnapshotGuard};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
 pub use fallback::{Fallbacks, RandomFallbacks};
 pub use health::{FailureClass, Health, HealthConfig, Outcome};
 pub use model::ModelId;
 pub use plan::{Attempt, AttemptPlan};
 pub use record::DecisionRecord;
-pub use router::{
-    Assignment, CompiledRoute, CompiledRouter, CompiledVariant, Decision, ModelTarget,
-};
 pub use select::{ModelMetrics, SelectionError, order_models, validate_selection};
 pub use sticky::{StickyAssignment, StickyError, StickyFallbacks, StickyTable};
 pub use table::{AliasTable, WeightError};

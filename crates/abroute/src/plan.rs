@@ -25,27 +25,17 @@
 use std::borrow::Cow;
 use std::time::Duration;
 
+use crate::compiled::{CompiledVariant, ModelTarget};
+use crate::context::RequestContext;
+use crate::decision::Decision;
 use crate::fallback::Fallbacks;
 use crate::health::Outcome;
 use crate::record::{AttemptRecord, DecisionRecord, SkippedVariant};
-use crate::router::{CompiledVariant, Decision, ModelTarget};
+
+pub use crate::record::AttemptSource;
 
 /// The most attempts a plan yields.
 pub const MAX_ATTEMPTS: usize = 16;
-
-/// Where an attempt comes from in the plan.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum AttemptSource {
-    /// The assigned variant's `model_id`.
-    Primary,
-    /// One of the assigned variant's `model_selection.models`.
-    ModelFallback,
-    /// Another variant of the route (its `model_id` or one of its fallback models).
-    OtherVariant,
-    /// A model the request itself listed (`extra_body.models`).
-    Request,
-}
 
 /// One model to call, and which variant it is for.
 #[derive(Debug, Clone, Copy)]
@@ -112,6 +102,17 @@ struct Logged<'a> {
     ttft: Option<Duration>,
 }
 
+impl<'a> Decision<'a> {
+    /// The attempt plan at `now`: the models to try in order, with ejected ones skipped (see
+    /// [`plan`](crate::plan)). `ctx` supplies the request's own fallback models.
+    pub fn plan<'p>(&self, ctx: &'p RequestContext<'_>, now: Duration) -> AttemptPlan<'p>
+    where
+        'a: 'p,
+    {
+        AttemptPlan::new(*self, ctx.models(), now)
+    }
+}
+
 /// An iterator of attempts with their outcomes. Lives as long as the request.
 #[derive(Debug)]
 pub struct AttemptPlan<'a> {
@@ -129,7 +130,7 @@ pub struct AttemptPlan<'a> {
 }
 
 impl<'a> AttemptPlan<'a> {
-    pub(crate) fn new(
+    fn new(
         decision: Decision<'a>,
         request_models: &'a [Cow<'a, str>],
         now: Duration,

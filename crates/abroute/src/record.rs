@@ -8,12 +8,29 @@
 //! 64-bit values that are identifiers rather than quantities (the random draw, the sticky key
 //! hash) are written as 16-digit lowercase hex strings, so JSON readers that hold numbers as
 //! doubles do not round them.
+//!
+//! [`AttemptSource`] (where in the plan an attempt came from) is defined here and re-exported by
+//! [`plan`](crate::plan): the plan builds records, so the vocabulary both use sits below it.
 
 use serde::{Deserialize, Serialize};
 
+use crate::decision::{Assignment, Decision};
 use crate::health::Outcome;
-use crate::plan::AttemptSource;
-use crate::router::{Assignment, Decision};
+
+/// Where an attempt comes from in its [`AttemptPlan`](crate::AttemptPlan) (re-exported as
+/// `abroute::plan::AttemptSource`): what the plan yields and what a record keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AttemptSource {
+    /// The assigned variant's `model_id`.
+    Primary,
+    /// One of the assigned variant's `model_selection.models`.
+    ModelFallback,
+    /// Another variant of the route (its `model_id` or one of its fallback models).
+    OtherVariant,
+    /// A model the request itself listed (`extra_body.models`).
+    Request,
+}
 
 /// How the assigned variant was chosen.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

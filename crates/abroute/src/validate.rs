@@ -4,8 +4,9 @@
 //! reports every problem at once, each with the JSON path of the value at fault and a sentence a
 //! user understands: the name, empty or duplicate ids, routes without variants or with all
 //! weights 0, weight sums past the limit, conditional routes without a condition or with one that
-//! is not valid CEL, a router with no route at all, and the documented size limits below. [`RouterConfig::compile`] runs it first,
-//! so nothing invalid is ever compiled.
+//! is not valid CEL, message templates that are not messages, a router with no route at all, and
+//! the documented size limits ([`limits`](crate::limits), re-exported here).
+//! [`RouterConfig::compile`] runs it first, so nothing invalid is ever compiled.
 
 use rustc_hash::FxHashMap as HashMap;
 
@@ -14,16 +15,9 @@ use crate::config::{Route, RouterConfig};
 use crate::error::{ConfigError, ConfigErrorKind as K, ConfigErrors, JsonPath};
 use serde_json::Value;
 
-/// The most conditional routes a router may have.
-pub const MAX_ROUTES: usize = 1_000;
-/// The most variants a route may have.
-pub const MAX_VARIANTS: usize = 1_000_000;
-/// The longest router name, `route_id`, `variant_id`, `model_id` or route `salt`, in bytes.
-pub const MAX_ID_BYTES: usize = 256;
-/// The largest sum of a route's weights (`u32::MAX`).
-pub const MAX_WEIGHT_SUM: u64 = u32::MAX as u64;
-/// The longest `cel_expression`, in bytes.
-pub const MAX_CONDITION_BYTES: usize = 16 * 1024;
+pub use crate::limits::{
+    MAX_CONDITION_BYTES, MAX_ID_BYTES, MAX_ROUTES, MAX_VARIANTS, MAX_WEIGHT_SUM,
+};
 
 /// How strict validation is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -100,55 +94,20 @@ pub(crate) fn validate_and_compile_conditions(
     }
 
     let mut route_ids: HashMap<&str, JsonPath> = HashMap::default();
-    for (i, item) in config.routes.iter().enumerate() {
-        let path = root.key("routes").index(i);
-        route(
-            &item.route,
-            &path.key("route"),
-            options,
-            &mut route_ids,
-            &mut errors,
-        );
-        match &item.condition {
-            None => errors.push(ConfigError::new(path, K::MissingCondition)),
-            Some(c) => {
-                let cpath = path.key("condition").key("cel_expression");
-                if c.cel_expression.trim().is_empty() {
-                    errors.push(ConfigError::new(cpath, K::MissingCondition));
-                } else if c.cel_expression.len() > MAX_CONDITION_BYTES {
-                    errors.push(ConfigError::new(
-                        cpath,
-                        K::TooLong {
-                            what: "cel_expression",
-                            len: c.cel_expression.len(),
-                            max: MAX_CONDITION_BYTES,
-                        },
-                    ));
-                } else {
-                    match Condition::compile(&c.cel_expression) {
-                        Ok(compiled) => conditions.push(compiled),
-                        Err(e) => errors.push(ConfigError::new(
-                            cpath,
-                            K::InvalidCondition {
-                                message: e.to_string(),
-                            },
-                        )),
-                    }
-                }
-            }
+    for (i, (r, path)) in config.routes_with_paths().enumerate() {
+        route(r, &path, options, &mut route_ids, &mut errors);
+        // A conditional route's condition comes right after its route, in document order.
+        if let Some(item) = config.routes.get(i) {
+            let path = root.key("routes").index(i);
+            conditions.extend(compile_condition(
+                item.condition.as_ref(),
+                path,
+                &mut errors,
+            ));
         }
     }
-    if let Some(default) = &config.default_route {
-        route(
-            default,
-            &root.key("defaultRoute"),
-            options,
-            &mut route_ids,
-            &mut errors,
-        );
-    }
     if let Some(Value::Object(defaults)) = &config.defaults {
-        for name in ["message_templates", "messageTemplates"] {
+        for name in crate::config::MESSAGE_TEMPLATES {
             if let Some(t) = defaults.get(name) {
                 message_templates(t, &root.key("defaults").key(name), &mut errors);
             }
@@ -158,6 +117,42 @@ pub(crate) fn validate_and_compile_conditions(
         None => Ok(conditions),
         Some(e) => Err(e),
     }
+}
+
+/// Checks and compiles the condition of the conditional route at `path` (`routes[i]`).
+fn compile_condition(
+    condition: Option<&crate::config::Condition>,
+    path: JsonPath,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Condition> {
+    let Some(c) = condition else {
+        errors.push(ConfigError::new(path, K::MissingCondition));
+        return None;
+    };
+    let cpath = path.key("condition").key("cel_expression");
+    if c.cel_expression.trim().is_empty() {
+        errors.push(ConfigError::new(cpath, K::MissingCondition));
+    } else if c.cel_expression.len() > MAX_CONDITION_BYTES {
+        errors.push(ConfigError::new(
+            cpath,
+            K::TooLong {
+                what: "cel_expression",
+                len: c.cel_expression.len(),
+                max: MAX_CONDITION_BYTES,
+            },
+        ));
+    } else {
+        match Condition::compile(&c.cel_expression) {
+            Ok(compiled) => return Some(compiled),
+            Err(e) => errors.push(ConfigError::new(
+                cpath,
+                K::InvalidCondition {
+                    message: e.to_string(),
+                },
+            )),
+        }
+    }
+    None
 }
 
 /// Checks one id. `path` is only called on error: building a `JsonPath` allocates, and a
@@ -274,64 +269,12 @@ fn route<'c>(
     }
 }
 
-/// Checks a `message_templates` list: objects with a non-empty string `role` and a `content`
-/// that is a string or a list of parts: what an HTTP adapter can put in front of a request's
-/// messages (`abroute_http::template`).
+/// Checks a `message_templates` value: what an HTTP adapter can put in front of a request's
+/// messages (read by [`MessageTemplate::parse_list`](crate::config::MessageTemplate::parse_list),
+/// the one reading of templates, which compiling uses too).
 fn message_templates(value: &Value, path: &JsonPath, errors: &mut Vec<ConfigError>) {
-    let Value::Array(list) = value else {
-        errors.push(ConfigError::new(
-            path.clone(),
-            K::WrongType {
-                expected: "a list of messages",
-                found: crate::config::kind_of(value),
-            },
-        ));
-        return;
-    };
-    for (i, t) in list.iter().enumerate() {
-        let tpath = path.index(i);
-        let Value::Object(obj) = t else {
-            errors.push(ConfigError::new(
-                tpath,
-                K::WrongType {
-                    expected: "a message object with `role` and `content`",
-                    found: crate::config::kind_of(t),
-                },
-            ));
-            continue;
-        };
-        match obj.get("role") {
-            None => errors.push(ConfigError::new(
-                tpath.clone(),
-                K::MissingField { field: "role" },
-            )),
-            Some(Value::String(r)) if r.is_empty() => errors.push(ConfigError::new(
-                tpath.key("role"),
-                K::Empty { what: "role" },
-            )),
-            Some(Value::String(_)) => {}
-            Some(other) => errors.push(ConfigError::new(
-                tpath.key("role"),
-                K::WrongType {
-                    expected: "a string",
-                    found: crate::config::kind_of(other),
-                },
-            )),
-        }
-        match obj.get("content") {
-            None => errors.push(ConfigError::new(
-                tpath,
-                K::MissingField { field: "content" },
-            )),
-            Some(Value::String(_) | Value::Array(_)) => {}
-            Some(other) => errors.push(ConfigError::new(
-                tpath.key("content"),
-                K::WrongType {
-                    expected: "a string or a list of parts",
-                    found: crate::config::kind_of(other),
-                },
-            )),
-        }
+    if let Err(problems) = crate::config::message_templates(value, path) {
+        errors.extend(problems);
     }
 }
 

@@ -464,3 +464,27 @@ fn readers_never_see_a_mix_while_a_writer_swaps() {
     }
     assert!(total > 0);
 }
+
+/// Whether a router reads `messages` is known from its conditions' sources when it compiles.
+#[test]
+fn a_router_says_whether_its_conditions_read_messages() {
+    let with = |cel: &str| {
+        RouterConfig::from_value(&serde_json::json!({ "name": "r",
+            "routes": [{ "condition": { "cel_expression": cel },
+                "route": { "route_id": "c", "variants": [
+                    { "variant": { "variant_id": "a", "model_id": "m" }, "weight": 1 } ] } }],
+            "defaultRoute": { "route_id": "d", "variants": [
+                { "variant": { "variant_id": "a", "model_id": "m" }, "weight": 1 } ] } }))
+        .unwrap()
+        .compile()
+        .unwrap()
+    };
+    assert!(with(r#"messages.last().content.matches("refund")"#).uses_messages());
+    assert!(!with(r#"tier == "gold""#).uses_messages());
+    assert!(
+        !router("r", "d", &[("a", "m", 1)])
+            .compile()
+            .unwrap()
+            .uses_messages()
+    );
+}

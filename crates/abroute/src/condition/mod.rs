@@ -244,7 +244,7 @@ impl Condition {
 
 /// The longest source [`Condition::compile`] accepts, in bytes: the validator's limit for
 /// `cel_expression`.
-pub const MAX_SOURCE_BYTES: usize = crate::validate::MAX_CONDITION_BYTES;
+pub const MAX_SOURCE_BYTES: usize = crate::limits::MAX_CONDITION_BYTES;
 
 /// The deepest expression tree [`Condition::compile`] accepts. Brackets add no level; each
 /// operator of a chain such as `a + b + c + …` does (but `&&` and `||` chains are balanced, so

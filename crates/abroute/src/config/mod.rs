@@ -28,12 +28,20 @@
 //! ```
 
 mod parse;
+mod template;
 pub(crate) use parse::kind_of;
+pub(crate) use template::message_templates;
+pub use template::{MessageTemplate, TemplateProblem, TemplateProblemKind};
 
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 
-use crate::error::ConfigErrors;
+use crate::error::{ConfigErrors, JsonPath};
+
+/// The two spellings of `message_templates` in a router's `defaults`.
+pub(crate) const MESSAGE_TEMPLATES: [&str; 2] = ["message_templates", "messageTemplates"];
+/// The two spellings of `text_generation_config` in a router's `defaults`.
+pub(crate) const GENERATION_CONFIG: [&str; 2] = ["text_generation_config", "textGenerationConfig"];
 
 /// A router: conditional routes tried in order, and a default route.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -270,6 +278,53 @@ impl RouterConfig {
             .iter()
             .map(|r| &r.route)
             .chain(self.default_route.as_ref())
+    }
+
+    /// [`all_routes`](Self::all_routes), each with its JSON path: `routes[i].route`, then
+    /// `defaultRoute`.
+    pub(crate) fn routes_with_paths(&self) -> impl Iterator<Item = (&Route, JsonPath)> {
+        let conditional = self.routes.len();
+        self.all_routes().enumerate().map(move |(i, route)| {
+            let path = if i < conditional {
+                JsonPath::root().key("routes").index(i).key("route")
+            } else {
+                JsonPath::root().key("defaultRoute")
+            };
+            (route, path)
+        })
+    }
+
+    /// The effective `message_templates` of `variant`, one of this router's variants: its own,
+    /// or else the router's `defaults.message_templates` (in either spelling). The variant's
+    /// list replaces the default as a whole. Compiled, typed:
+    /// [`CompiledVariant::message_templates`](crate::CompiledVariant::message_templates).
+    pub fn effective_message_templates<'c>(&'c self, variant: &'c Variant) -> Option<&'c Value> {
+        variant
+            .message_templates
+            .as_ref()
+            .or_else(|| Some(self.default_member(MESSAGE_TEMPLATES)?.1))
+    }
+
+    /// The effective `text_generation_config` of `variant`, one of this router's variants: its
+    /// own, or else the router's `defaults.text_generation_config` (in either spelling). The
+    /// variant's replaces the default as a whole; they are not merged (as in Inworld). Compiled:
+    /// [`CompiledVariant::generation_config`](crate::CompiledVariant::generation_config).
+    pub fn effective_generation_config<'c>(&'c self, variant: &'c Variant) -> Option<&'c Value> {
+        variant
+            .text_generation_config
+            .as_ref()
+            .or_else(|| Some(self.default_member(GENERATION_CONFIG)?.1))
+    }
+
+    /// A member of `defaults` in the first of its `spellings` present, with that spelling.
+    pub(crate) fn default_member(
+        &self,
+        spellings: [&'static str; 2],
+    ) -> Option<(&'static str, &Value)> {
+        let defaults = self.defaults.as_ref()?;
+        spellings
+            .into_iter()
+            .find_map(|k| Some((k, defaults.get(k)?)))
     }
 }
 

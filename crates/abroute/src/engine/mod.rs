@@ -8,6 +8,12 @@
 //! replaces anything: the old snapshot keeps serving, untouched. Requests that loaded the old
 //! snapshot finish on it; a request never sees half of a change.
 //!
+//! An engine is built from an [`EngineConfig`] (validation, health thresholds, catalog,
+//! capability routing, and an optional [`Prepare`] hook run for each router before it is
+//! published); each published router is a [`LoadedRouter`], the compiled tables with their
+//! config and one slot for what a host derives from them ([`LoadedRouter::prepared`],
+//! [`LoadedRouter::extension`]).
+//!
 //! ```
 //! use abroute::{Engine, RequestContext, RouterConfig};
 //!
@@ -26,80 +32,29 @@
 //! assert!(snapshot.route("nope", &RequestContext::new()).is_err());
 //! ```
 
-use std::any::Any;
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+mod builder;
+mod loaded;
+
+pub use builder::EngineConfig;
+pub use loaded::{LoadedRouter, Prepare};
+
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use arc_swap::{ArcSwap, Guard};
 use rustc_hash::FxHashMap;
 
 use crate::catalog::Catalog;
+use crate::compile::Registries;
+use crate::compiled::CompiledRouter;
 use crate::config::RouterConfig;
 use crate::context::RequestContext;
+use crate::decision::Decision;
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
 use crate::health::{HealthConfig, HealthRegistry, Outcome};
-use crate::router::{CompiledRouter, Decision, Registries};
 use crate::select::ModelMetrics;
 use crate::stats::VariantStatsSnapshot;
 use crate::validate::ValidationOptions;
-
-/// A loaded router: the compiled tables and the config they came from.
-#[derive(Debug)]
-pub struct LoadedRouter {
-    compiled: CompiledRouter,
-    config: RouterConfig,
-    extension: Extension,
-}
-
-/// What a host derived from one loaded router (see [`LoadedRouter::extension`]).
-#[derive(Default)]
-struct Extension(OnceLock<Box<dyn Any + Send + Sync>>);
-
-impl std::fmt::Debug for Extension {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.0.get().is_some() {
-            "Extension(built)"
-        } else {
-            "Extension(empty)"
-        })
-    }
-}
-
-impl LoadedRouter {
-    fn new(compiled: CompiledRouter, config: RouterConfig) -> LoadedRouter {
-        LoadedRouter {
-            compiled,
-            config,
-            extension: Extension::default(),
-        }
-    }
-
-    /// Data a host or adapter derives from this router's config, such as the HTTP adapter's
-    /// rendered generation parameters: built by `build` on the first call, then shared by every
-    /// request that loads this router (one atomic load; no lock once built). A changed router
-    /// is a new `LoadedRouter`, so the data never outlives its config.
-    ///
-    /// One type per router: `None` when the slot already holds a value of another type.
-    pub fn extension<T: Any + Send + Sync>(
-        &self,
-        build: impl FnOnce(&RouterConfig) -> T,
-    ) -> Option<&T> {
-        self.extension
-            .0
-            .get_or_init(|| Box::new(build(&self.config)))
-            .downcast_ref::<T>()
-    }
-
-    /// The compiled tables.
-    pub fn compiled(&self) -> &CompiledRouter {
-        &self.compiled
-    }
-
-    /// The config as accepted (name normalized).
-    pub fn config(&self) -> &RouterConfig {
-        &self.config
-    }
-}
 
 /// Every router at one version. Immutable once published.
 #[derive(Debug, Default)]
@@ -129,7 +84,7 @@ impl Snapshot {
     #[inline]
     pub fn route(&self, name: &str, ctx: &RequestContext<'_>) -> Result<Decision<'_>, RouteError> {
         match self.routers.get(name) {
-            Some(r) => r.compiled.decide(ctx),
+            Some(r) => r.compiled().decide(ctx),
             None => Err(RouteError::UnknownRouter(name.to_owned())),
         }
     }
@@ -150,7 +105,7 @@ impl Snapshot {
         let Some(r) = self.routers.get(name) else {
             return Vec::new();
         };
-        r.compiled
+        r.compiled()
             .routes()
             .flat_map(|route| {
                 route.variants().iter().filter_map(move |v| {
@@ -193,26 +148,22 @@ impl std::fmt::Debug for SnapshotGuard {
     }
 }
 
-/// Puts a compiled router into a snapshot's map, stamped with the snapshot's version.
+/// Puts a loaded router into a snapshot's map, stamped with the snapshot's version.
 fn insert(
     routers: &mut FxHashMap<Box<str>, Arc<LoadedRouter>>,
     version: u64,
-    mut compiled: CompiledRouter,
-    config: RouterConfig,
+    mut loaded: LoadedRouter,
 ) {
-    compiled.set_version(version);
-    let name: Box<str> = config.name.as_str().into();
-    routers.insert(name, Arc::new(LoadedRouter::new(compiled, config)));
+    loaded.set_version(version);
+    let name: Box<str> = loaded.config().name.as_str().into();
+    routers.insert(name, Arc::new(loaded));
 }
 
 /// Whether any variant of `config` has an attempt order that observed metrics can change.
 fn reads_metrics(config: &RouterConfig, catalog: &Catalog) -> bool {
     let default = crate::config::ModelSelection::default();
     config
-        .routes
-        .iter()
-        .map(|r| &r.route)
-        .chain(config.default_route.as_ref())
+        .all_routes()
         .flat_map(|route| &route.variants)
         .any(|wv| {
             let v = &wv.variant;
@@ -240,6 +191,12 @@ impl Change {
     }
 }
 
+/// One change of an [`Engine::apply`] batch, compiled and prepared, ready to publish.
+enum Step {
+    Load(Box<LoadedRouter>),
+    Remove(Change),
+}
+
 /// Holds every compiled router and swaps them atomically while requests keep flowing.
 #[derive(Debug)]
 pub struct Engine {
@@ -249,6 +206,8 @@ pub struct Engine {
     options: ValidationOptions,
     /// Health and counters, keyed by model and variant ids so they outlive snapshots.
     registries: Registries,
+    /// Called for every router before it is published ([`EngineConfig::prepare`]).
+    preparer: Option<Arc<dyn Prepare>>,
 }
 
 impl Default for Engine {
@@ -258,30 +217,28 @@ impl Default for Engine {
 }
 
 impl Engine {
-    /// An empty engine with default validation.
+    /// An empty engine with default options (`EngineConfig::new().build()`).
     pub fn new() -> Engine {
-        Engine::with_options(ValidationOptions::default())
+        EngineConfig::new().build()
     }
 
-    /// An empty engine validating every change with `options`.
+    /// An empty engine validating every change with `options`
+    /// (`EngineConfig::new().validation(options).build()`).
     pub fn with_options(options: ValidationOptions) -> Engine {
-        Engine::with_health(options, HealthConfig::default())
+        EngineConfig::new().validation(options).build()
     }
 
-    /// An empty engine with these validation options and health thresholds.
+    /// An empty engine with these validation options and health thresholds
+    /// (`EngineConfig::new().validation(options).health(health).build()`).
     pub fn with_health(options: ValidationOptions, health: HealthConfig) -> Engine {
-        Engine {
-            current: ArcSwap::from_pointee(Snapshot::default()),
-            writer: Mutex::new(()),
-            options,
-            registries: Registries {
-                health: HealthRegistry::new(health),
-                ..Registries::default()
-            },
-        }
+        EngineConfig::new()
+            .validation(options)
+            .health(health)
+            .build()
     }
 
-    /// Uses `catalog` instead of the shipped OpenAI catalog (call before loading routers).
+    /// Uses `catalog` instead of the shipped OpenAI catalog (call before loading routers; or
+    /// set it with [`EngineConfig::catalog`]).
     pub fn with_catalog(mut self, catalog: Catalog) -> Engine {
         self.registries.catalog = Arc::new(catalog);
         self
@@ -289,7 +246,8 @@ impl Engine {
 
     /// Turns capability routing on or off (off by default; call before loading routers): a
     /// request that declares needs ([`RequestContext::with_needs`]) skips variants whose models
-    /// cannot serve it, the split renormalized exactly over the rest.
+    /// cannot serve it, the split renormalized exactly over the rest. Or set it with
+    /// [`EngineConfig::capability_routing`].
     pub fn with_capability_routing(mut self, on: bool) -> Engine {
         self.registries.capability_routing = on;
         self
@@ -323,20 +281,21 @@ impl Engine {
             .load()
             .routers
             .values()
-            .any(|r| reads_metrics(&r.config, catalog));
+            .any(|r| reads_metrics(r.config(), catalog));
         if !any {
             return self.version();
         }
         let version = self.publish(|routers, _| {
             let mut changed = false;
             for loaded in routers.values_mut() {
-                if !reads_metrics(&loaded.config, catalog) {
+                if !reads_metrics(loaded.config(), catalog) {
                     continue;
                 }
                 // Each config compiled once already: it cannot fail now.
-                if let Ok(mut compiled) = self.compile(&loaded.config) {
-                    compiled.set_version(loaded.compiled.version());
-                    *loaded = Arc::new(LoadedRouter::new(compiled, loaded.config.clone()));
+                if let Ok(mut compiled) = self.compile(loaded.config()) {
+                    // The router keeps its version; the preparer sees the new tables.
+                    compiled.set_version(loaded.compiled().version());
+                    *loaded = Arc::new(self.loaded(compiled, loaded.config().clone()));
                     changed = true;
                 }
             }
@@ -382,6 +341,11 @@ impl Engine {
         Ok(compiled)
     }
 
+    /// The router as it will be published, with the preparer's value in its slot.
+    fn loaded(&self, compiled: CompiledRouter, config: RouterConfig) -> LoadedRouter {
+        LoadedRouter::new(compiled, config, self.preparer.as_deref())
+    }
+
     /// Publishes `change` applied to the current routers, as version `current + 1`.
     fn publish(
         &self,
@@ -404,9 +368,9 @@ impl Engine {
     ///
     /// Every validation problem; the engine is then unchanged.
     pub fn upsert(&self, config: RouterConfig) -> Result<u64, ConfigErrors> {
-        let compiled = self.compile(&config)?;
+        let loaded = self.loaded(self.compile(&config)?, config);
         let version = self.publish(|routers, version| {
-            insert(routers, version, compiled, config);
+            insert(routers, version, loaded);
             true
         });
         // `publish` only declines when the change closure says so; this one never does.
@@ -442,17 +406,25 @@ impl Engine {
             Change::Upsert(config) => (c.name(), Some(config)),
             Change::Remove(_) => (c.name(), None),
         }))?;
+        // Prepared before the lock, in batch order. `compile_batch` compiles every upsert.
+        let steps: Vec<Step> = changes
+            .into_iter()
+            .zip(compiled)
+            .filter_map(|(change, compiled)| match (change, compiled) {
+                (Change::Upsert(config), Some(compiled)) => {
+                    Some(Step::Load(Box::new(self.loaded(compiled, config))))
+                }
+                (change @ Change::Remove(_), _) => Some(Step::Remove(change)),
+                (Change::Upsert(_), None) => None,
+            })
+            .collect();
         let version = self.publish(|routers, version| {
-            for (change, compiled) in changes.into_iter().zip(compiled) {
-                match (change, compiled) {
-                    (Change::Upsert(config), Some(compiled)) => {
-                        insert(routers, version, compiled, config);
-                    }
-                    (change @ Change::Remove(_), _) => {
+            for step in steps {
+                match step {
+                    Step::Load(loaded) => insert(routers, version, *loaded),
+                    Step::Remove(change) => {
                         routers.remove(change.name());
                     }
-                    // `compile_batch` compiles every upsert or fails.
-                    (Change::Upsert(_), None) => {}
                 }
             }
             true
@@ -470,12 +442,16 @@ impl Engine {
     /// Every problem in every config, and duplicate names; the engine is then unchanged.
     pub fn replace_all(&self, configs: Vec<RouterConfig>) -> Result<u64, ConfigErrors> {
         let compiled = self.compile_batch(configs.iter().map(|c| (c.name.as_str(), Some(c))))?;
+        // Prepared before the lock. `compile_batch` compiles every config.
+        let loaded: Vec<LoadedRouter> = compiled
+            .into_iter()
+            .zip(configs)
+            .filter_map(|(compiled, config)| Some(self.loaded(compiled?, config)))
+            .collect();
         let version = self.publish(|routers, version| {
             routers.clear();
-            for (compiled, config) in compiled.into_iter().zip(configs) {
-                if let Some(compiled) = compiled {
-                    insert(routers, version, compiled, config);
-                }
+            for loaded in loaded {
+                insert(routers, version, loaded);
             }
             true
         });
