@@ -26,8 +26,8 @@ use std::time::Duration;
 
 use abroute::{Engine, RouterConfig, ValidationOptions};
 use abroute_http::{
-    AbrouteLayer, AbrouteService, ApiKeys, Clock, ManagementApi, MonotonicClock, Permission,
-    Permissions, RouterOptions, RouterStore, Timer,
+    AbrouteLayer, AbrouteService, ApiKeys, Clock, LayerOptions, ManagementApi, MonotonicClock,
+    Permission, Permissions, RouterOptions, RouterStore, Timer,
 };
 use axum::body::Body;
 use axum::extract::State;
@@ -366,7 +366,8 @@ impl Gateway {
         let mut router_options = RouterOptions::new()
             .model_prefix(config.routing.model_prefix.clone())
             .max_body_bytes(config.limits.max_body_bytes)
-            .strip_provider(config.routing.strip_provider)
+            .strip_provider(config.routing.strip_provider);
+        let layer_options = LayerOptions::new()
             .merge_metadata(config.routing.merge_metadata)
             .record_extension(true)
             .attempt_timeout(config.limits.attempt_timeout);
@@ -375,7 +376,9 @@ impl Gateway {
         {
             router_options = router_options.user_header(name);
         }
-        let mut layer = AbrouteLayer::new(Arc::clone(&engine)).options(router_options);
+        let mut layer = AbrouteLayer::new(Arc::clone(&engine))
+            .options(router_options)
+            .layer_options(layer_options);
         if let Some(k) = &chat_keys {
             layer = layer.keys(k.clone());
         }

@@ -53,7 +53,7 @@ use tower::Service;
 
 use crate::auth::{ApiKeys, AuthError, Permission};
 use crate::body::{Full, ReadError, content_length, read_limited};
-use crate::route::DEFAULT_MAX_BODY_BYTES;
+use crate::options::DEFAULT_MAX_BODY_BYTES;
 
 /// The default path prefix of the API.
 pub const DEFAULT_BASE_PATH: &str = "/router/v1";
