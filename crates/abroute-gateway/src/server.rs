@@ -27,7 +27,7 @@ use std::time::Duration;
 use abroute::{Engine, RouterConfig, ValidationOptions};
 use abroute_http::{
     AbrouteLayer, AbrouteService, ApiKeys, Clock, LayerOptions, ManagementApi, MonotonicClock,
-    Permission, Permissions, RouterOptions, RouterStore, Timer,
+    Permission, Permissions, RouterOptions, Timer,
 };
 use axum::body::Body;
 use axum::extract::State;
@@ -40,7 +40,7 @@ use tower::{Layer, Service};
 
 use crate::config::{GatewayConfig, parse_permission};
 use crate::mock::{MockControl, MockServer};
-use crate::store::FileStore;
+use crate::store::{FileStore, StoreHost};
 use crate::telemetry::{self, Observe};
 use crate::upstream::{
     BaseUrl, IN_PROCESS_BASE, Provider, Providers, UpstreamBody, UpstreamService,
@@ -252,14 +252,20 @@ impl Gateway {
         let api = Arc::new(
             ManagementApi::new(
                 Arc::clone(&engine),
-                Arc::clone(&store) as Arc<dyn RouterStore>,
+                Arc::new(StoreHost::new(Arc::clone(&store), Arc::clone(&engine))),
                 keys.clone(),
             )
             .validation(validation)
             .max_body_bytes(config.limits.max_body_bytes),
         );
-        api.load_from_store()
+        let stored = store
+            .load()
             .map_err(|e| start_error(format!("cannot load the router store: {e}")))?;
+        engine.replace_all(stored).map_err(|e| {
+            start_error(format!(
+                "cannot load the router store: stored routers are invalid:\n{e}"
+            ))
+        })?;
 
         // The watched directory: invalid files stop the start too.
         let watched: WatchedNames = Arc::new(Mutex::new(BTreeSet::new()));
@@ -788,21 +794,8 @@ async fn management(state: &Arc<AppState>, req: Request<Body>) -> Response<Body>
         }
     }
     let req = Request::from_parts(parts, Bytes::clone(&bytes));
-    let api = Arc::clone(&state.api);
-    let response = if method == Method::GET {
-        api.handle(req)
-    } else {
-        match tokio::task::spawn_blocking(move || api.handle(req)).await {
-            Ok(r) => r,
-            Err(_) => {
-                return google_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "INTERNAL",
-                    "the change could not be applied",
-                );
-            }
-        }
-    };
+    // The store's disk writes run off the async threads (`StoreHost`).
+    let response = state.api.handle(req).await;
     if operation != "read" {
         let ok = response.status().is_success();
         metrics::counter!(

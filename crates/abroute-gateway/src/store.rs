@@ -1,7 +1,7 @@
 //! The router store: a JSON state file written atomically, loaded at start.
 //!
-//! Every router created or changed through the management API is written here *before* the API
-//! answers (the adapter's [`RouterStore`] contract). A write replaces the whole file the safe
+//! Every router created or changed through the management API is written here *before* the
+//! engine swaps and the API answers ([`StoreHost`], the API's host). A write replaces the whole file the safe
 //! way: write `<file>.tmp`, `fsync` it, `rename` it over the file, `fsync` the directory. A crash
 //! at any point leaves either the old file or the new one, never a mix.
 //!
@@ -21,16 +21,35 @@ use std::fmt;
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use abroute::{JsonPath, RouterConfig, ValidationOptions};
-use abroute_http::{RouterStore, StoreError};
+use abroute::{Engine, JsonPath, RouterConfig, ValidationOptions};
+use abroute_http::{CommitError, CommitFuture, Committed, RouterChange, RouterHost};
 use serde_json::Value;
+
+/// A store failure. Its message is for the logs; clients get a generic 503.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(String);
+
+impl StoreError {
+    /// A failure described by `message`.
+    pub fn new(message: impl Into<String>) -> StoreError {
+        StoreError(message.into())
+    }
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "router store: {}", self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
 
 /// The value of `abroute_state` this version writes and reads.
 pub const STATE_FORMAT: u64 = 1;
 
-/// A [`RouterStore`] backed by one JSON file (or by memory only, without a path).
+/// The router store, backed by one JSON file (or by memory only, without a path).
 #[derive(Debug)]
 pub struct FileStore {
     path: Option<PathBuf>,
@@ -131,14 +150,24 @@ impl FileStore {
     }
 }
 
-impl RouterStore for FileStore {
-    fn save(&self, router: &RouterConfig) -> Result<(), StoreError> {
+impl FileStore {
+    /// Saves a router (created or updated), replacing any with the same name.
+    ///
+    /// # Errors
+    ///
+    /// When the file could not be written; nothing changed then.
+    pub fn save(&self, router: &RouterConfig) -> Result<(), StoreError> {
         self.update(|m| {
             m.insert(router.name.clone(), router.clone());
         })
     }
 
-    fn delete(&self, name: &str) -> Result<(), StoreError> {
+    /// Deletes the router `name` (bare); deleting one that is not stored is not an error.
+    ///
+    /// # Errors
+    ///
+    /// When the file could not be written; nothing changed then.
+    pub fn delete(&self, name: &str) -> Result<(), StoreError> {
         if !self.lock().contains_key(name) {
             return Ok(());
         }
@@ -147,8 +176,84 @@ impl RouterStore for FileStore {
         })
     }
 
-    fn load(&self) -> Result<Vec<RouterConfig>, StoreError> {
+    /// Every stored router, for startup.
+    ///
+    /// # Errors
+    ///
+    /// Never for this store (it read its file when opened).
+    pub fn load(&self) -> Result<Vec<RouterConfig>, StoreError> {
         Ok(self.lock().values().cloned().collect())
+    }
+}
+
+/// The management API's host: a change is saved to the store, then applied to the engine
+/// (and the store put back if the engine refuses it), the expectation checked first; changes
+/// are serialized, and the file is written off the async threads.
+#[derive(Debug, Clone)]
+pub struct StoreHost {
+    store: Arc<FileStore>,
+    engine: Arc<Engine>,
+    writer: Arc<Mutex<()>>,
+}
+
+impl StoreHost {
+    /// A host writing `store`, then `engine`.
+    pub fn new(store: Arc<FileStore>, engine: Arc<Engine>) -> StoreHost {
+        StoreHost {
+            store,
+            engine,
+            writer: Arc::new(Mutex::new(())),
+        }
+    }
+
+    fn apply(&self, change: RouterChange) -> Result<Committed, CommitError> {
+        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
+        change.check(&self.engine.load())?;
+        let unavailable = |e: StoreError| CommitError::Unavailable(e.to_string());
+        match change {
+            RouterChange::Put { config, .. } => {
+                let previous = self
+                    .engine
+                    .load()
+                    .router(&config.name)
+                    .map(|r| r.config().clone());
+                self.store.save(&config).map_err(unavailable)?;
+                let name = config.name.clone();
+                match self.engine.upsert(config) {
+                    Ok(version) => Ok(Committed { version }),
+                    Err(e) => {
+                        // The engine validates with its own options; put the store back.
+                        let _ = match previous {
+                            Some(p) => self.store.save(&p),
+                            None => self.store.delete(&name),
+                        };
+                        Err(CommitError::Invalid(e))
+                    }
+                }
+            }
+            RouterChange::Delete { name, .. } => {
+                self.store.delete(&name).map_err(unavailable)?;
+                self.engine.remove(&name);
+                Ok(Committed {
+                    version: self.engine.version(),
+                })
+            }
+        }
+    }
+}
+
+impl RouterHost for StoreHost {
+    fn commit(&self, change: RouterChange) -> CommitFuture<'_> {
+        let host = self.clone();
+        Box::pin(async move {
+            tokio::task::spawn_blocking(move || host.apply(change))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(CommitError::Unavailable(
+                        "the change could not be applied".into(),
+                    ))
+                })
+        })
     }
 }
 

@@ -19,8 +19,9 @@
 //!   it was), or [`RouterOptions::route`] for all of it in one call.
 //! - [`ApiError`]: errors in the OpenAI shape with the right status.
 //! - [`ManagementApi`] and [`ManagementService`]: Inworld's routerAPI (create, list, get,
-//!   update, delete), validated in full, persisted through a host's [`RouterStore`] before the
-//!   engine swaps, behind [`ApiKeys`].
+//!   update, delete), validated in full, then handed to the host's [`RouterHost`] as one
+//!   [`RouterChange`] with a compare-and-set [`Expect`]ation ([`EngineHost`] applies it
+//!   straight to an engine), behind [`ApiKeys`].
 //!
 //! Inside, a request goes through one module per phase, each imported only by those after
 //! it: `intake` (authorize, read, extract, find the router once, build the context), `plan`
@@ -90,10 +91,7 @@ pub use layer::{AbrouteLayer, AbrouteService};
 pub use manage::host::{
     CommitError, CommitFuture, Committed, EngineHost, Expect, RouterChange, RouterHost,
 };
-pub use manage::{
-    DEFAULT_BASE_PATH, LoadError, ManagementApi, ManagementService, MemoryStore, RouterStore,
-    StoreError,
-};
+pub use manage::{DEFAULT_BASE_PATH, ManagementApi, ManagementService};
 pub use options::{
     DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PREFIX, LayerOptions, RouterOptions, strip_provider,
 };
