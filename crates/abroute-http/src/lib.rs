@@ -16,7 +16,8 @@
 //!   [`RequestContext`](abroute::RequestContext)), [`AttemptSettings::of`] (the attempt's
 //!   generation parameters and message templates, [`Prepared`] once per loaded router) and
 //!   [`rewrite()`] (one allocation of exact size; every byte not owned by the router copied as
-//!   it was), or [`RouterOptions::route`] for all of it in one call.
+//!   it was), or [`RouterOptions::route`] for all of it in one call. [`set_model`] is the same
+//!   byte-preserving copy for a request that names no router.
 //! - [`ApiError`]: errors in the OpenAI shape with the right status.
 //! - [`ManagementApi`] and [`ManagementService`]: Inworld's routerAPI (create, list, get,
 //!   update, delete), validated in full, then handed to the host's [`RouterHost`] as one
@@ -101,7 +102,7 @@ pub use response::{
     ASSIGNED_VARIANT_HEADER, DecisionHeaders, MODEL_HEADER, ROUTE_HEADER, ROUTER_HEADER, Usage,
     VARIANT_HEADER, VERSION_HEADER, metadata_value, usage_of,
 };
-pub use rewrite::{GenerationParams, Precedence, Rewrite, rewrite};
+pub use rewrite::{GenerationParams, Precedence, Rewrite, rewrite, set_model};
 pub use route::{Routed, Routing};
 pub use stream::{Finish, Scan, SseScanner};
 pub use template::{MessageTemplates, TemplateError};

@@ -32,11 +32,14 @@
 //! 4. **message templates**: when the variant (or the router's `defaults`) has
 //!    `message_templates`, they go in front of the request's messages, filled in from
 //!    `extra_body.prompt_variables` (see [`template`](crate::template)).
+//!
+//! [`set_model`] is the same byte-preserving copy for a request that names no router: only its
+//! top-level `model` string changes (to strip the provider prefix before a pass-through, say).
 
 use serde_json::Value;
 
 use crate::extract::{Api, Extracted, Member, MemberKind};
-use crate::json::{Counter, Kind, Sink, Span, StrSpan, ValueSpan, write_str, write_value};
+use crate::json::{Counter, Kind, Scanner, Sink, Span, StrSpan, ValueSpan, write_str, write_value};
 use crate::list::SmallList;
 use crate::template::{MessageTemplates, Selection, Vars};
 
@@ -902,6 +905,47 @@ fn write_logit_bias<W: Sink>(out: &mut W, v: &Value) {
     out.put(b"}");
 }
 
+/// Replaces the top-level `model` of a JSON object body with the string `model`, copying every
+/// other byte as it was (whitespace, key order, escapes, number spellings): for a request
+/// whose model names no router, passed through with its provider prefix stripped, say. Every
+/// top-level `model` member is replaced (a duplicate too, so no reader can pick another); a
+/// `"model"` key nested anywhere else is not touched.
+///
+/// `None` when the body is not a JSON object (validated as [`extract()`](crate::extract())
+/// validates a request), or has no top-level `model`, or the last one (what readers see) is
+/// not a string: send the body unchanged then. The result is one allocation of exactly its
+/// length.
+pub fn set_model(body: &[u8], model: &str) -> Option<Vec<u8>> {
+    let text = simdutf8::basic::from_utf8(body).ok()?;
+    let mut sc = Scanner::from_str(text);
+    let mut models: SmallList<ValueSpan, 2> = SmallList::default();
+    sc.object(|sc, key| {
+        let value = sc.value()?;
+        if key.eq_str(body, "model") {
+            models.push(value);
+        }
+        Ok(())
+    })
+    .ok()?;
+    sc.end().ok()?;
+    if models.iter().next_back()?.kind != Kind::String {
+        return None;
+    }
+    let mut quoted = Counter(0);
+    write_str(&mut quoted, model);
+    let replaced: usize = models.iter().map(|v| v.span.len()).sum();
+    let mut out = Vec::with_capacity(body.len() - replaced + models.len() * quoted.0);
+    let mut pos = 0;
+    for v in models.iter() {
+        out.put(&body[pos..v.span.start]);
+        write_str(&mut out, model);
+        pos = v.span.end;
+    }
+    out.put(&body[pos..]);
+    debug_assert_eq!(out.len(), out.capacity());
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1044,5 +1088,48 @@ mod tests {
                 assert_eq!(scratch.bytes(), want.as_slice(), "{fill} {word}");
             }
         }
+    }
+
+    #[test]
+    fn set_model_changes_only_the_top_level_model() {
+        for (body, want) in [
+            (
+                r#"{"model":"openai/gpt-4.1","x":1e400}"#,
+                r#"{"model":"gpt-4.1","x":1e400}"#,
+            ),
+            // Whitespace, order, escapes, nested `model` keys and duplicates.
+            (
+                " {\n \"messages\" : [{\"model\":\"keep\"}],\t\"model\" :\"a\\u002fb\" ,\"s\":\"\\n\"} ",
+                " {\n \"messages\" : [{\"model\":\"keep\"}],\t\"model\" :\"gpt-4.1\" ,\"s\":\"\\n\"} ",
+            ),
+            (
+                r#"{"model":1,"mod\u0065l":"p/m"}"#,
+                r#"{"model":"gpt-4.1","mod\u0065l":"gpt-4.1"}"#,
+            ),
+        ] {
+            let out = set_model(body.as_bytes(), "gpt-4.1").unwrap();
+            assert_eq!(std::str::from_utf8(&out).unwrap(), want, "{body}");
+            assert_eq!(out.len(), out.capacity(), "one allocation of exact size");
+        }
+        // The model is written as a JSON string.
+        let out = set_model(br#"{"model":"x"}"#, "a\"b").unwrap();
+        assert_eq!(out, br#"{"model":"a\"b"}"#);
+    }
+
+    #[test]
+    fn set_model_refuses_what_it_cannot_change() {
+        for body in [
+            "",
+            "[]",
+            r#"{"messages":[]}"#,
+            r#"{"model":null}"#,
+            r#"{"model":"a","model":2}"#,
+            r#"{"model":"a"} x"#,
+            r#"{"model":"a""#,
+            "{\"model\":\"\u{1}\"}",
+        ] {
+            assert!(set_model(body.as_bytes(), "m").is_none(), "{body:?}");
+        }
+        assert!(set_model(b"{\"model\":\"\xff\"}", "m").is_none());
     }
 }
