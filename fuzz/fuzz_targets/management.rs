@@ -29,7 +29,12 @@ struct Store {
 
 impl Store {
     fn names(&self) -> Vec<String> {
-        self.names.lock().expect("not poisoned").iter().cloned().collect()
+        self.names
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 

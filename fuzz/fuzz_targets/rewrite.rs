@@ -28,7 +28,10 @@ fn check_set_model(body: &[u8]) {
     match set_model(body, model) {
         Some(out) => {
             assert_eq!(out.len(), out.capacity(), "the sizing was exact");
-            assert!(extract(Api::ChatCompletions, body).is_ok(), "set_model took what extract refuses");
+            assert!(
+                extract(Api::ChatCompletions, body).is_ok(),
+                "set_model took what extract refuses"
+            );
             let again = extract(Api::ChatCompletions, &out).expect("set_model keeps the body JSON");
             assert_eq!(again.model(), Some(model));
             if let Some(Value::Object(mut before)) = before {

@@ -1,9 +1,9 @@
 //! The router store: a JSON state file written atomically, loaded at start.
 //!
 //! Every router created or changed through the management API is written here *before* the
-//! engine swaps and the API answers ([`StoreHost`], the API's host). A write replaces the whole file the safe
-//! way: write `<file>.tmp`, `fsync` it, `rename` it over the file, `fsync` the directory. A crash
-//! at any point leaves either the old file or the new one, never a mix.
+//! engine swaps and the API answers ([`StoreHost`], the API's host). A write replaces the whole
+//! file the safe way: write `<file>.tmp`, `fsync` it, `rename` it over the file, `fsync` the
+//! directory. A crash at any point leaves either the old file or the new one, never a mix.
 //!
 //! The file is
 //!

@@ -112,18 +112,28 @@ pub(crate) struct Failed<A, B> {
     pub(crate) timeouts: usize,
 }
 
-/// Walks `plan`: each attempt's body is `ex` rewritten for it (with `options`), sent with the
-/// request's `parts` and the attempt's [`UpstreamAttempt`] in its extensions.
-#[allow(clippy::too_many_arguments)]
+/// What every attempt of one request shares.
+pub(crate) struct Walk<'a, C, T> {
+    /// The client's request head, sent with each attempt.
+    pub(crate) parts: &'a http::request::Parts,
+    /// The body, extracted: rewritten for each attempt.
+    pub(crate) ex: &'a Extracted<'a>,
+    /// How it is rewritten.
+    pub(crate) options: &'a RouterOptions,
+    /// How long an attempt may take, and how an answer is read.
+    pub(crate) limits: Limits,
+    /// Latencies and outcomes are timed with it.
+    pub(crate) clock: &'a C,
+    /// Deadlines are enforced with it.
+    pub(crate) timer: &'a T,
+}
+
+/// Walks `plan` with `inner`: each attempt's body is the request's rewritten for it, sent with
+/// the request's head and the attempt's [`UpstreamAttempt`] in its extensions.
 pub(crate) async fn walk<P, S, B, C, T>(
+    walk: Walk<'_, C, T>,
     plan: &mut P,
     inner: &mut S,
-    parts: &http::request::Parts,
-    ex: &Extracted<'_>,
-    options: &RouterOptions,
-    limits: Limits,
-    clock: &C,
-    timer: &T,
 ) -> Attempted<P::Attempt, B>
 where
     P: Plan,
@@ -133,6 +143,14 @@ where
     C: Clock,
     T: Timer,
 {
+    let Walk {
+        parts,
+        ex,
+        options,
+        limits,
+        clock,
+        timer,
+    } = walk;
     let mut tried = 0usize;
     let mut timeouts = 0usize;
     let mut last_response = None;

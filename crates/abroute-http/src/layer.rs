@@ -9,10 +9,11 @@
 //! 2. reads the body up to the limit (413 beyond), extracts, routes (404, 422) and makes the
 //!    attempt plan;
 //! 3. for each attempt: rewrites the body for it, calls the inner service with an
-//!    [`UpstreamAttempt`] in the request extensions, and waits for the response head *and* its
-//!    first body frame. Until that frame arrives nothing has been sent to the client, so a 429,
-//!    a 5xx, an inner error, a body error before the first frame, or a timeout moves on to the
-//!    next attempt. A 4xx other than 429 is the request's fault: it is answered as is;
+//!    [`UpstreamAttempt`](crate::UpstreamAttempt) in the request extensions, and waits for the
+//!    response head *and* its first body frame. Until that frame arrives nothing has been sent
+//!    to the client, so a 429, a 5xx, an inner error, a body error before the first frame, or a
+//!    timeout moves on to the next attempt. A 4xx other than 429 is the request's fault: it is
+//!    answered as is;
 //! 4. reports every outcome to the engine through the plan (health and counters), and answers
 //!    with the `x-abroute-*` headers, the upstream's body (the first frame replayed), and
 //!    optionally merged metadata and the decision record in the response extensions.
@@ -33,9 +34,10 @@
 //!   [`LayerOptions::attempt_timeout`] and, for streaming requests,
 //!   `extra_body.fallback.ttft_timeout` (time to the first body frame, reported as a slow first
 //!   token);
-//! - or let the inner service time out itself and fail with [`TimedOut`] (or any error whose
-//!   source chain holds a `TimedOut` or an `io::Error` of kind `TimedOut`): the layer classifies
-//!   it as a timeout. The TTFT limit of the request is in [`UpstreamAttempt::ttft_timeout`].
+//! - or let the inner service time out itself and fail with [`TimedOut`](crate::TimedOut) (or
+//!   any error whose source chain holds a `TimedOut` or an `io::Error` of kind `TimedOut`): the
+//!   layer classifies it as a timeout. The TTFT limit of the request is in
+//!   [`UpstreamAttempt::ttft_timeout`](crate::UpstreamAttempt::ttft_timeout).
 //!
 //! With the default [`NoTimer`], the layer never times out on its own.
 
@@ -53,17 +55,13 @@ use http_body::Body;
 use tower::{Layer, Service};
 
 use crate::answer::{self, error_response};
-use crate::attempts::{self, Attempted, Limits, classify_error};
+use crate::attempts::{self, Attempted, Limits, Walk, classify_error};
 use crate::auth::ApiKeys;
 use crate::body::AbrouteBody;
 use crate::error::{ApiError, BoxError};
 use crate::intake::{self, Intake, Target};
 use crate::options::{LayerOptions, RouterOptions};
 use crate::plan::RoutePlan;
-#[cfg(doc)]
-use crate::plan::UpstreamAttempt;
-#[cfg(doc)]
-use crate::time::TimedOut;
 use crate::time::{Clock, MonotonicClock, NoTimer, Timer};
 
 /// The layer. See the [module documentation](crate::layer).
@@ -314,17 +312,15 @@ where
         read_all: layer.get_merge_metadata() && !stream,
         max_read: opts.get_max_body_bytes(),
     };
-    let attempted = attempts::walk(
-        &mut plan,
-        &mut inner,
-        &parts,
-        request.ex,
-        opts,
+    let walk = Walk {
+        parts: &parts,
+        ex: request.ex,
+        options: opts,
         limits,
-        &shared.clock,
-        &shared.timer,
-    )
-    .await;
+        clock: &shared.clock,
+        timer: &shared.timer,
+    };
+    let attempted = attempts::walk(walk, &mut plan, &mut inner).await;
     match attempted {
         Attempted::Served(served) => answer::served(served, &plan, api, start, layer, || {
             Arc::clone(&shared) as Arc<dyn Clock>

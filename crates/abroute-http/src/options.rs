@@ -69,7 +69,8 @@ impl RouterOptions {
     }
 
     /// Write `gpt-4.1` rather than `openai/gpt-4.1` into the body (for upstreams that take bare
-    /// model names). The attempt's full id is always in [`UpstreamAttempt`](crate::UpstreamAttempt).
+    /// model names). The attempt's full id is always in
+    /// [`UpstreamAttempt`](crate::UpstreamAttempt).
     pub fn strip_provider(mut self, strip: bool) -> RouterOptions {
         self.strip_provider = strip;
         self

@@ -15,6 +15,7 @@ use abroute::{Attempt, AttemptPlan, Decision, DecisionRecord, LoadedRouter, Outc
 
 use crate::error::ApiError;
 use crate::extract::Api;
+use crate::intake::Request;
 use crate::prepared::{AttemptSettings, Prepared, route_index};
 use crate::response::DecisionHeaders;
 
@@ -95,10 +96,12 @@ impl<'a> RoutePlan<'a> {
     /// 422 when no route matched.
     pub(crate) fn new(
         router: &'a LoadedRouter,
-        request: &'a crate::intake::Request<'a, 'a>,
+        request: &'a Request<'a, 'a>,
         now: Duration,
     ) -> Result<RoutePlan<'a>, ApiError> {
         let decision = router.compiled().decide(&request.ctx)?;
+        // The decision's route is one of the router's own, so it is found; were it not, no
+        // index would hold prepared data and the settings would be empty.
         let route = route_index(router.compiled(), decision.route()).unwrap_or(usize::MAX);
         Ok(RoutePlan {
             plan: decision.plan(&request.ctx, now),
