@@ -1,18 +1,68 @@
 //! Arbitrary sequences of management requests (method, path, query, key, body) against one
-//! engine and store. Nothing may panic, and after every request:
+//! engine and a host that records what it committed (its store). Nothing may panic, and after
+//! every request:
 //!
 //! - the response is JSON with a status the API documents, and never contains a key;
 //! - the engine and the store hold the same routers (a change reaches both or neither);
 //! - without a valid write key nothing changed.
 #![no_main]
 
-use std::sync::Arc;
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 
 use abroute::Engine;
-use abroute_http::{ApiKeys, ManagementApi, MemoryStore, Permissions, RouterStore};
+use abroute_http::{
+    ApiKeys, CommitFuture, EngineHost, ManagementApi, Permissions, RouterChange, RouterHost,
+};
 use bytes::Bytes;
 use http::{Method, Request};
 use libfuzzer_sys::fuzz_target;
+
+/// An [`EngineHost`] that records the names it holds, as a store would.
+struct Store {
+    engine: EngineHost,
+    names: Mutex<BTreeSet<String>>,
+}
+
+impl Store {
+    fn names(&self) -> Vec<String> {
+        self.names
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .cloned()
+            .collect()
+    }
+}
+
+impl RouterHost for Store {
+    fn commit(&self, change: RouterChange) -> CommitFuture<'_> {
+        let name = change.name().to_owned();
+        let put = matches!(change, RouterChange::Put { .. });
+        let result = self.engine.apply(change);
+        if result.is_ok() {
+            let mut names = self.names.lock().expect("not poisoned");
+            if put {
+                names.insert(name);
+            } else {
+                names.remove(&name);
+            }
+        }
+        Box::pin(std::future::ready(result))
+    }
+}
+
+/// The API's futures are ready at once over this host.
+fn block_on<F: Future>(f: F) -> F::Output {
+    let mut f = pin!(f);
+    match f.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(v) => v,
+        Poll::Pending => panic!("the management API waited on a host that never waits"),
+    }
+}
 
 const KEYS: [&str; 3] = [
     "fuzz-admin-key-0001",
@@ -24,10 +74,13 @@ const ROUTER: &str = r#"{"name":"r1","displayName":"one","defaultRoute":{"route_
 
 fuzz_target!(|data: &[u8]| {
     let engine = Arc::new(Engine::new());
-    let store = Arc::new(MemoryStore::new());
+    let store = Arc::new(Store {
+        engine: EngineHost::new(Arc::clone(&engine)),
+        names: Mutex::default(),
+    });
     let api = ManagementApi::new(
         Arc::clone(&engine),
-        Arc::clone(&store) as Arc<dyn RouterStore>,
+        Arc::clone(&store) as Arc<dyn RouterHost>,
         ApiKeys::new()
             .with_key(KEYS[0], Permissions::ADMIN)
             .with_key(KEYS[1], Permissions::READ)
@@ -82,7 +135,7 @@ fuzz_target!(|data: &[u8]| {
             continue;
         };
         let version = engine.version();
-        let response = api.handle(req);
+        let response = block_on(api.handle(req));
         let status = response.status().as_u16();
         assert!(
             [200, 400, 401, 403, 404, 405, 409, 503].contains(&status),

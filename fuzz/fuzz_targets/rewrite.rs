@@ -8,15 +8,51 @@
 //! - a rewritten body is JSON again, extracts again, names the chosen model, has none of the
 //!   router's `extra_body` keys left, and is the same size as the sizing pass said;
 //! - with message templates (half the inputs), the parsed templates and the config value write
-//!   the same bytes, and the body is JSON again and extracts again.
+//!   the same bytes, and the body is JSON again and extracts again;
+//! - the pass-through's model swap (`set_model`) changes exactly the top-level `model` (read by
+//!   serde_json, the rest of the object is the same), keeps the body JSON, and refuses only
+//!   what has no top-level string `model`.
 #![no_main]
 
 use abroute_http::{
-    Api, GenerationParams, MessageTemplates, Precedence, Rewrite, extract, rewrite,
+    Api, GenerationParams, MessageTemplates, Precedence, Rewrite, extract, rewrite, set_model,
 };
 use libfuzzer_sys::fuzz_target;
 use serde::de::IgnoredAny;
-use serde_json::json;
+use serde_json::{Value, json};
+
+/// `set_model` on any body: see the module documentation.
+fn check_set_model(body: &[u8]) {
+    let model = "gpt-4.1 \"é\"";
+    let before = serde_json::from_slice::<Value>(body).ok();
+    match set_model(body, model) {
+        Some(out) => {
+            assert_eq!(out.len(), out.capacity(), "the sizing was exact");
+            assert!(
+                extract(Api::ChatCompletions, body).is_ok(),
+                "set_model took what extract refuses"
+            );
+            let again = extract(Api::ChatCompletions, &out).expect("set_model keeps the body JSON");
+            assert_eq!(again.model(), Some(model));
+            if let Some(Value::Object(mut before)) = before {
+                let Ok(Value::Object(mut after)) = serde_json::from_slice::<Value>(&out) else {
+                    panic!("serde_json reads the body but not after set_model");
+                };
+                assert_eq!(after.remove("model"), Some(Value::from(model)));
+                assert!(before.remove("model").is_some_and(|m| m.is_string()));
+                assert_eq!(before, after, "set_model changed more than the model");
+            }
+        }
+        None => {
+            if let Some(Value::Object(m)) = before {
+                assert!(
+                    !m.get("model").is_some_and(Value::is_string),
+                    "set_model refused a body with a string model"
+                );
+            }
+        }
+    }
+}
 
 fuzz_target!(|data: &[u8]| {
     let Some((&selector, body)) = data.split_first() else {
@@ -30,6 +66,7 @@ fuzz_target!(|data: &[u8]| {
     let extracted = extract(api, body);
     // An answer's usage is read from upstream bytes the same way: it must not panic either.
     let _ = abroute_http::usage_of(api, body);
+    check_set_model(body);
 
     let shallow = body.iter().filter(|&&b| b == b'[' || b == b'{').count() < 100;
     let serde_ok = serde_json::from_slice::<IgnoredAny>(body).is_ok();

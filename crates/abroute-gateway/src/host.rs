@@ -7,7 +7,7 @@
 //!
 //! - **may this router change?** Not when it was loaded from the watched directory: its file is
 //!   its source of truth, so the API answers 409 `FAILED_PRECONDITION` naming the directory,
-//!   and `abroute_config_changes_total{source="api",result="refused"}` counts it.
+//!   and the management wrapper counts it in `abroute_config_changes_total{source="api",result="refused"}`.
 //! - **make this change**: sent to the [engine writer](crate::writer), which checks the
 //!   expectation against the engine, records the change in the router store and applies it to
 //!   the engine as one step, so no other write (the watched directory, the refresh timer,
@@ -61,8 +61,6 @@ impl RouterHost for GatewayHost {
             .as_ref()
             .map(|d| d.display().to_string())
             .unwrap_or_default();
-        metrics::counter!("abroute_config_changes_total", "source" => "api", "result" => "refused")
-            .increment(1);
         Err(format!(
             "router {name:?} is loaded from the watched directory {dir}; change its file there \
              instead"

@@ -107,7 +107,7 @@ fn routed_body(engine: &Engine, body: &[u8]) -> Vec<u8> {
     // As the layer does: the parameters and message templates prepared once per loaded router.
     let settings = AttemptSettings::of(
         snapshot.router(router),
-        decision.route_id(),
+        &decision,
         attempt.variant_index(),
         ex.api(),
     );

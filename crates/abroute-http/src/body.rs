@@ -8,10 +8,8 @@ use bytes::{Buf, Bytes};
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 
+use crate::error::BoxError;
 use crate::stream::MetadataTap;
-
-/// The error type of bodies that can fail: anything boxed.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A body that is one `Bytes` (or nothing): what the management API and error responses use.
 #[derive(Debug, Clone, Default)]

@@ -23,12 +23,16 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use abroute::RouteError;
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 use serde::Serialize;
 
 use crate::auth::AuthError;
 use crate::json::SyntaxError;
+
+/// The error type of bodies and inner services that can fail: anything boxed.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 /// 401 ([`ApiError::unauthorized`]) for a missing or unknown key, 403
 /// ([`ApiError::forbidden`]) for a key without the permission: the one mapping of
@@ -38,6 +42,18 @@ impl From<AuthError> for ApiError {
         match e {
             AuthError::Unauthorized => ApiError::unauthorized(),
             AuthError::Forbidden(p) => ApiError::forbidden(p.as_str()),
+        }
+    }
+}
+
+/// 404 ([`ApiError::router_not_found`]) for an unknown router, 422
+/// ([`ApiError::no_route_matched`]) when no route matched: the one mapping of [`RouteError`]
+/// to an answer.
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> ApiError {
+        match e {
+            RouteError::UnknownRouter(name) => ApiError::router_not_found(&name),
+            _ => ApiError::no_route_matched(),
         }
     }
 }
@@ -90,7 +106,7 @@ impl ApiError {
     }
 
     /// 400: the body is not JSON; the message gives the line, column and byte offset.
-    pub fn invalid_json(e: &SyntaxError) -> ApiError {
+    pub(crate) fn invalid_json(e: &SyntaxError) -> ApiError {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",

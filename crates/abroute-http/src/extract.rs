@@ -301,7 +301,7 @@ impl MetaEntry {
 ///
 /// # Errors
 ///
-/// 400 ([`ApiError::invalid_json`]) with the line, column and byte offset of the first syntax
+/// 400 (`invalid_json`) with the line, column and byte offset of the first syntax
 /// error, or when the body is not an object; 413 for a body of 4 GiB or more.
 pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
     if u32::try_from(body.len()).is_err() {

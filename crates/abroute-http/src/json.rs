@@ -45,6 +45,7 @@ impl Span {
 
     /// True for an empty span.
     #[inline]
+    #[cfg_attr(not(feature = "fuzzing"), allow(dead_code))] // `len`'s pair, for the fuzz API.
     pub fn is_empty(&self) -> bool {
         self.start == self.end
     }
@@ -61,14 +62,6 @@ pub struct StrSpan {
 }
 
 impl StrSpan {
-    /// The span including both quotes.
-    pub fn outer(&self) -> Span {
-        Span {
-            start: self.inner.start - 1,
-            end: self.inner.end + 1,
-        }
-    }
-
     /// The decoded string: borrowed when there is no escape.
     pub fn decode<'a>(&self, body: &'a [u8]) -> Result<Cow<'a, str>, SyntaxError> {
         decode(self.inner.of(body), self.escaped, self.inner.start)
@@ -136,26 +129,6 @@ pub struct ValueSpan {
     pub kind: Kind,
 }
 
-impl ValueSpan {
-    /// For a string value, its content span (without quotes); escapes are reported separately.
-    fn string_inner(&self) -> Span {
-        Span {
-            start: self.span.start + 1,
-            end: self.span.end - 1,
-        }
-    }
-
-    /// For a string value, the string (borrowed when unescaped); `None` for another kind.
-    pub fn as_str<'a>(&self, body: &'a [u8]) -> Option<Result<Cow<'a, str>, SyntaxError>> {
-        if self.kind != Kind::String {
-            return None;
-        }
-        let inner = self.string_inner();
-        let escaped = inner.of(body).contains(&b'\\');
-        Some(decode(inner.of(body), escaped, inner.start))
-    }
-}
-
 /// A JSON syntax error: what was wrong and at which byte.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
@@ -189,7 +162,11 @@ impl SyntaxError {
         self.column = 1 + line_bytes.iter().filter(|&&b| (b & 0xC0) != 0x80).count();
         self
     }
+}
 
+// Read by the tests and the fuzz targets; the crate itself only displays the error.
+#[cfg_attr(not(feature = "fuzzing"), allow(dead_code))]
+impl SyntaxError {
     /// The byte offset of the error, from 0.
     pub fn offset(&self) -> usize {
         self.offset

@@ -9,10 +9,11 @@
 //! 2. reads the body up to the limit (413 beyond), extracts, routes (404, 422) and makes the
 //!    attempt plan;
 //! 3. for each attempt: rewrites the body for it, calls the inner service with an
-//!    [`UpstreamAttempt`] in the request extensions, and waits for the response head *and* its
-//!    first body frame. Until that frame arrives nothing has been sent to the client, so a 429,
-//!    a 5xx, an inner error, a body error before the first frame, or a timeout moves on to the
-//!    next attempt. A 4xx other than 429 is the request's fault: it is answered as is;
+//!    [`UpstreamAttempt`](crate::UpstreamAttempt) in the request extensions, and waits for the
+//!    response head *and* its first body frame. Until that frame arrives nothing has been sent
+//!    to the client, so a 429, a 5xx, an inner error, a body error before the first frame, or a
+//!    timeout moves on to the next attempt. A 4xx other than 429 is the request's fault: it is
+//!    answered as is;
 //! 4. reports every outcome to the engine through the plan (health and counters), and answers
 //!    with the `x-abroute-*` headers, the upstream's body (the first frame replayed), and
 //!    optionally merged metadata and the decision record in the response extensions.
@@ -20,135 +21,55 @@
 //! Any other request (another path or method, a model that is not a router) goes to the inner
 //! service once, its body unchanged (read whole, within the limit).
 //!
+//! Each step is a phase of its own module, and [`AbrouteService`]'s `handle` only chains
+//! them: the way in (`intake`: steps 1 and 2, shared with
+//! [`RouterOptions::route`]), the plan (`plan`), the attempt loop (`attempts`: step 3) and
+//! the answer (`answer`: step 4).
+//!
 //! **Time.** A [`Clock`] gives `now` for health and latencies ([`MonotonicClock`] by default).
 //! **Timeouts** need a runtime's timer, which this crate does not pick. Two ways, both
 //! supported:
 //!
 //! - give the layer a [`Timer`] (three lines for tokio, see its docs). It then enforces
-//!   [`RouterOptions::attempt_timeout`](crate::RouterOptions::attempt_timeout) and, for
-//!   streaming requests, `extra_body.fallback.ttft_timeout` (time to the first body frame,
-//!   reported as a slow first token);
-//! - or let the inner service time out itself and fail with [`TimedOut`] (or any error whose
-//!   source chain holds a `TimedOut` or an `io::Error` of kind `TimedOut`): the layer classifies
-//!   it as a timeout. The TTFT limit of the request is in [`UpstreamAttempt::ttft_timeout`].
+//!   [`LayerOptions::attempt_timeout`] and, for streaming requests,
+//!   `extra_body.fallback.ttft_timeout` (time to the first body frame, reported as a slow first
+//!   token);
+//! - or let the inner service time out itself and fail with [`TimedOut`](crate::TimedOut) (or
+//!   any error whose source chain holds a `TimedOut` or an `io::Error` of kind `TimedOut`): the
+//!   layer classifies it as a timeout. The TTFT limit of the request is in
+//!   [`UpstreamAttempt::ttft_timeout`](crate::UpstreamAttempt::ttft_timeout).
 //!
 //! With the default [`NoTimer`], the layer never times out on its own.
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::pin::{Pin, pin};
-use std::sync::{Arc, OnceLock};
+use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use abroute::{Attempt, Engine, FailureClass, Outcome};
+use abroute::{Engine, FailureClass};
 use bytes::Bytes;
-use http::header::{CONTENT_ENCODING, CONTENT_LENGTH, CONTENT_TYPE, TRANSFER_ENCODING};
-use http::{HeaderValue, Method, Request, Response};
-use http_body::{Body, Frame};
+use http::{Request, Response};
+use http_body::Body;
 use tower::{Layer, Service};
 
-use crate::auth::{ApiKeys, Permission, strip_credentials};
-use crate::body::{AbrouteBody, BoxError, ReadError, content_length, read_limited};
-use crate::error::ApiError;
-use crate::extract::{Api, extract};
-use crate::response::{DecisionHeaders, Usage, merge_metadata_and_usage, metadata_value};
-use crate::rewrite::rewrite;
-use crate::route::{AttemptSettings, RouterOptions, route_error};
-use crate::stream::{MetadataTap, is_event_stream};
-
-/// A source of `now` for health and latencies: a duration since any fixed epoch.
-pub trait Clock: Send + Sync + 'static {
-    /// The current time.
-    fn now(&self) -> Duration;
-}
-
-impl<F: Fn() -> Duration + Send + Sync + 'static> Clock for F {
-    fn now(&self) -> Duration {
-        self()
-    }
-}
-
-/// `std::time::Instant`, measured from the first time any `MonotonicClock` is read.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MonotonicClock;
-
-impl Clock for MonotonicClock {
-    fn now(&self) -> Duration {
-        static EPOCH: OnceLock<Instant> = OnceLock::new();
-        EPOCH.get_or_init(Instant::now).elapsed()
-    }
-}
-
-/// A runtime's timer, for attempt and first-token timeouts.
-///
-/// For tokio:
-///
-/// ```ignore
-/// #[derive(Clone)]
-/// struct TokioTimer;
-/// impl abroute_http::Timer for TokioTimer {
-///     type Sleep = tokio::time::Sleep;
-///     fn sleep(&self, d: std::time::Duration) -> tokio::time::Sleep { tokio::time::sleep(d) }
-/// }
-/// ```
-pub trait Timer: Send + Sync + 'static {
-    /// The future `sleep` returns.
-    type Sleep: Future<Output = ()> + Send;
-    /// A future that completes after `duration`.
-    fn sleep(&self, duration: Duration) -> Self::Sleep;
-}
-
-/// No timer: sleeps never end, so the layer never times out on its own.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct NoTimer;
-
-impl Timer for NoTimer {
-    type Sleep = std::future::Pending<()>;
-    fn sleep(&self, _duration: Duration) -> Self::Sleep {
-        std::future::pending()
-    }
-}
-
-/// The error an inner service returns (or holds in its source chain) for an upstream call
-/// that timed out: the layer reports it as [`FailureClass::Timeout`] and tries the next attempt.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct TimedOut;
-
-impl std::fmt::Display for TimedOut {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("the upstream call timed out")
-    }
-}
-
-impl std::error::Error for TimedOut {}
-
-/// What the inner service is asked to do, in its request's extensions.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct UpstreamAttempt {
-    /// The router's name.
-    pub router: String,
-    /// The route taken.
-    pub route_id: String,
-    /// The variant this attempt serves.
-    pub variant_id: String,
-    /// The model to call, in full (`openai/gpt-4.1`): pick the provider from it.
-    pub model_id: String,
-    /// 0 for the first attempt, then 1, 2, ...
-    pub attempt: usize,
-    /// True when the attempt belongs to the assigned variant.
-    pub assigned_variant: bool,
-    /// The request's `extra_body.fallback.ttft_timeout`, for inner services that enforce it.
-    pub ttft_timeout: Option<Duration>,
-    /// Whether the request asks for a stream.
-    pub stream: bool,
-}
+use crate::answer::{self, error_response};
+use crate::attempts::{self, Attempted, Limits, Walk, classify_error};
+use crate::auth::ApiKeys;
+use crate::body::AbrouteBody;
+use crate::error::{ApiError, BoxError};
+use crate::intake::{self, Intake, Target};
+use crate::options::{LayerOptions, RouterOptions};
+use crate::plan::RoutePlan;
+use crate::time::{Clock, MonotonicClock, NoTimer, Timer};
 
 /// The layer. See the [module documentation](crate::layer).
 #[derive(Clone)]
 pub struct AbrouteLayer<C = MonotonicClock, T = NoTimer> {
     engine: Arc<Engine>,
     options: RouterOptions,
+    layer_options: LayerOptions,
     keys: Option<ApiKeys>,
     clock: C,
     timer: T,
@@ -158,6 +79,7 @@ impl std::fmt::Debug for AbrouteLayer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AbrouteLayer")
             .field("options", &self.options)
+            .field("layer_options", &self.layer_options)
             .field("keys", &self.keys)
             .finish_non_exhaustive()
     }
@@ -170,6 +92,7 @@ impl AbrouteLayer {
         AbrouteLayer {
             engine,
             options: RouterOptions::default(),
+            layer_options: LayerOptions::default(),
             keys: None,
             clock: MonotonicClock,
             timer: NoTimer,
@@ -178,9 +101,15 @@ impl AbrouteLayer {
 }
 
 impl<C, T> AbrouteLayer<C, T> {
-    /// These options.
+    /// How requests are read, routed and rewritten.
     pub fn options(mut self, options: RouterOptions) -> Self {
         self.options = options;
+        self
+    }
+
+    /// What the layer does around the upstream call (metadata, records, attempt timeout).
+    pub fn layer_options(mut self, options: LayerOptions) -> Self {
+        self.layer_options = options;
         self
     }
 
@@ -195,6 +124,7 @@ impl<C, T> AbrouteLayer<C, T> {
         AbrouteLayer {
             engine: self.engine,
             options: self.options,
+            layer_options: self.layer_options,
             keys: self.keys,
             clock,
             timer: self.timer,
@@ -206,6 +136,7 @@ impl<C, T> AbrouteLayer<C, T> {
         AbrouteLayer {
             engine: self.engine,
             options: self.options,
+            layer_options: self.layer_options,
             keys: self.keys,
             clock: self.clock,
             timer,
@@ -216,6 +147,7 @@ impl<C, T> AbrouteLayer<C, T> {
 struct Shared<C, T> {
     engine: Arc<Engine>,
     options: RouterOptions,
+    layer_options: LayerOptions,
     keys: Option<ApiKeys>,
     clock: C,
     timer: T,
@@ -238,6 +170,7 @@ impl<S, C: Clone, T: Clone> Layer<S> for AbrouteLayer<C, T> {
             shared: Arc::new(Shared {
                 engine: Arc::clone(&self.engine),
                 options: self.options.clone(),
+                layer_options: self.layer_options.clone(),
                 keys: self.keys.clone(),
                 clock: self.clock.clone(),
                 timer: self.timer.clone(),
@@ -296,145 +229,7 @@ where
     }
 }
 
-fn error_response<B>(e: &ApiError) -> Response<AbrouteBody<B>> {
-    e.to_response().map(AbrouteBody::full)
-}
-
-/// What the layer read from a successful response's body before answering.
-enum Peeked {
-    /// The body ended without data.
-    End,
-    /// The first frame.
-    Frame(Frame<Bytes>),
-    /// The whole body (read to merge metadata).
-    All(Bytes),
-    /// Part of the body, then possibly a frame that is not data (or the limit was reached).
-    Partial(Bytes, Option<Frame<Bytes>>),
-}
-
-/// One attempt's result, before classification by status.
-struct Called<B> {
-    response: Response<B>,
-    peeked: Option<Peeked>,
-}
-
-fn classify_error(e: &(dyn std::error::Error + 'static)) -> FailureClass {
-    let mut cur = Some(e);
-    while let Some(err) = cur {
-        if err.is::<TimedOut>() {
-            return FailureClass::Timeout;
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>()
-            && io.kind() == std::io::ErrorKind::TimedOut
-        {
-            return FailureClass::Timeout;
-        }
-        cur = err.source();
-    }
-    FailureClass::ServerError
-}
-
-fn is_json(headers: &http::HeaderMap) -> bool {
-    headers
-        .get(CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            let v = v.trim_start();
-            v.len() >= 16 && v[..16].eq_ignore_ascii_case("application/json")
-        })
-}
-
-/// Calls the inner service once; for a success, reads the first body frame (or the whole body
-/// when `read_all`, up to `limit`).
-async fn call_once<S, B>(
-    inner: &mut S,
-    req: Request<Bytes>,
-    read_all: bool,
-    limit: usize,
-) -> Result<Called<B>, FailureClass>
-where
-    S: Service<Request<Bytes>, Response = Response<B>>,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Unpin,
-{
-    let classify = |e: S::Error| {
-        let e: BoxError = e.into();
-        classify_error(&*e)
-    };
-    std::future::poll_fn(|cx| inner.poll_ready(cx))
-        .await
-        .map_err(classify)?;
-    let mut response = inner.call(req).await.map_err(classify)?;
-    if FailureClass::from_status(response.status().as_u16()).is_some() {
-        return Ok(Called {
-            response,
-            peeked: None,
-        });
-    }
-    let read_all = read_all && is_json(response.headers());
-    let mut buf: Vec<u8> = Vec::new();
-    let peeked = loop {
-        let frame = std::future::poll_fn(|cx| Pin::new(response.body_mut()).poll_frame(cx)).await;
-        match frame {
-            None if read_all => break Peeked::All(Bytes::from(std::mem::take(&mut buf))),
-            None => break Peeked::End,
-            Some(Err(_)) => return Err(FailureClass::ServerError),
-            Some(Ok(frame)) => match frame.data_ref() {
-                Some(d) if d.is_empty() => {}
-                Some(d) if read_all => {
-                    if buf.len() + d.len() > limit {
-                        let mut data = std::mem::take(&mut buf);
-                        data.extend_from_slice(d);
-                        break Peeked::Partial(Bytes::from(data), None);
-                    }
-                    buf.extend_from_slice(d);
-                }
-                Some(_) => break Peeked::Frame(frame),
-                None if read_all => {
-                    break Peeked::Partial(Bytes::from(std::mem::take(&mut buf)), Some(frame));
-                }
-                None => break Peeked::Frame(frame),
-            },
-        }
-    };
-    Ok(Called {
-        response,
-        peeked: Some(peeked),
-    })
-}
-
-/// Runs `fut`, or gives up when `sleep` completes first (`None`).
-async fn race<F: Future, Sl: Future<Output = ()>>(fut: F, sleep: Option<Sl>) -> Option<F::Output> {
-    let mut fut = pin!(fut);
-    let mut sleep = pin!(sleep);
-    std::future::poll_fn(|cx| {
-        if let Poll::Ready(v) = fut.as_mut().poll(cx) {
-            return Poll::Ready(Some(v));
-        }
-        if let Some(s) = sleep.as_mut().as_pin_mut()
-            && s.poll(cx).is_ready()
-        {
-            return Poll::Ready(None);
-        }
-        Poll::Pending
-    })
-    .await
-}
-
-fn attempt_request(
-    parts: &http::request::Parts,
-    body: Vec<u8>,
-    info: UpstreamAttempt,
-) -> Request<Bytes> {
-    let len = body.len();
-    let mut req = Request::from_parts(parts.clone(), Bytes::from(body));
-    let headers = req.headers_mut();
-    headers.remove(TRANSFER_ENCODING);
-    headers.insert(CONTENT_LENGTH, HeaderValue::from(len));
-    req.extensions_mut().insert(info);
-    req
-}
-
+/// A request that is not routed: to the inner service once, its body as it came.
 async fn pass_through<S, B>(
     mut inner: S,
     parts: http::request::Parts,
@@ -464,6 +259,7 @@ where
     }
 }
 
+/// One request, phase by phase: the way in, the plan, the attempts, the answer.
 async fn handle<S, ReqB, ResB, C, T>(
     shared: Arc<Shared<C, T>>,
     mut inner: S,
@@ -479,252 +275,59 @@ where
 {
     let opts = &shared.options;
     let (mut parts, body) = req.into_parts();
-    if let Some(keys) = &shared.keys {
-        if let Err(e) = keys.authorize(&parts.headers, Permission::Chat) {
-            return error_response(&ApiError::from(e));
-        }
-        // The key was for abroute; the inner service brings the upstream's own.
-        strip_credentials(&mut parts.headers);
+    if let Err(e) = intake::authorize(shared.keys.as_ref(), &mut parts.headers) {
+        return error_response(&e);
     }
-    let api = if parts.method == Method::POST {
-        Api::from_path(parts.uri.path())
-    } else {
-        None
+    let api = match intake::api_of(&parts.method, parts.uri.path(), &parts.headers) {
+        Ok(api) => api,
+        Err(e) => return error_response(&e),
     };
-    if api.is_some()
-        && parts
-            .headers
-            .get(CONTENT_ENCODING)
-            .is_some_and(|v| !v.as_bytes().eq_ignore_ascii_case(b"identity"))
-    {
-        return error_response(&ApiError::unsupported_encoding());
-    }
-    let declared = content_length(&parts.headers);
-    let bytes = match read_limited(body, opts.get_max_body_bytes(), declared).await {
+    let bytes = match intake::read_body(body, &parts.headers, opts.get_max_body_bytes()).await {
         Ok(b) => b,
-        Err(ReadError::TooLarge) => {
-            return error_response(&ApiError::body_too_large(opts.get_max_body_bytes()));
-        }
-        Err(ReadError::Failed) => return error_response(&ApiError::body_read_failed()),
+        Err(e) => return error_response(&e),
     };
     let Some(api) = api else {
         return pass_through(inner, parts, bytes).await;
     };
-    let ex = match extract(api, &bytes) {
-        Ok(ex) => ex,
-        Err(e) => return error_response(&e),
-    };
-    let Some(router) = ex.router_name(opts.get_model_prefix()) else {
-        return pass_through(inner, parts, bytes.clone()).await;
-    };
     let snapshot = shared.engine.load_full();
-    // Messages are parsed only for routers whose conditions read them.
-    let messages = match snapshot.router(router) {
-        Some(r) if r.compiled().uses_messages() => match ex.messages_json() {
-            Ok(m) => m,
-            Err(e) => return error_response(&e),
-        },
-        _ => None,
-    };
-    let ctx = match ex.context(opts.header_user(&parts.headers)) {
-        Ok(ctx) => ctx.with_needs(ex.needs()),
+    let intake = match Intake::new(opts, &snapshot, api, &bytes) {
+        Ok(Some(intake)) => intake,
+        Ok(None) => return pass_through(inner, parts, bytes.clone()).await,
         Err(e) => return error_response(&e),
     };
-    let ctx = match &messages {
-        Some(m) => ctx.with_messages(m),
-        None => ctx,
-    };
-    let ttft = match ex.ttft_timeout() {
-        Ok(t) => t,
+    let request = match intake.request(&parts.headers) {
+        Ok(r) => r,
         Err(e) => return error_response(&e),
     };
-    let decision = match snapshot.route(router, &ctx) {
-        Ok(d) => d,
-        Err(e) => return error_response(&route_error(e)),
-    };
-    let loaded = snapshot.router(router);
-    let stream = ex.is_stream();
+    let Target::Router(router) = request.target;
     let start = shared.clock.now();
-    let mut plan = decision.plan(&ctx, start);
-
-    // The binding deadline of an attempt and how its expiry is classified.
-    let deadline = match (opts.get_attempt_timeout(), ttft.filter(|_| stream)) {
-        (Some(a), Some(t)) if t < a => Some((t, FailureClass::SlowFirstToken)),
-        (Some(a), _) => Some((a, FailureClass::Timeout)),
-        (None, Some(t)) => Some((t, FailureClass::SlowFirstToken)),
-        (None, None) => None,
+    let mut plan = match RoutePlan::new(router, &request, start) {
+        Ok(p) => p,
+        Err(e) => return error_response(&e),
     };
-    let read_all = opts.get_merge_metadata() && !stream;
-
-    let mut tried = 0usize;
-    let mut timeouts = 0usize;
-    let mut last_failed: Option<(Response<ResB>, Attempt<'_>)> = None;
-    let mut last_attempt: Option<Attempt<'_>> = None;
-    while let Some(attempt) = plan.next() {
-        let settings = AttemptSettings::of(
-            loaded,
-            decision.route_id(),
-            attempt.variant_index(),
-            ex.api(),
-        );
-        let out = rewrite(
-            &ex,
-            &settings.rewrite(opts.body_model(attempt.model_id()), opts.get_precedence()),
-        );
-        let info = UpstreamAttempt {
-            router: decision.router().to_owned(),
-            route_id: decision.route_id().to_owned(),
-            variant_id: attempt.variant_id().to_owned(),
-            model_id: attempt.model_id().to_owned(),
-            attempt: tried,
-            assigned_variant: attempt.is_assigned_variant(),
-            ttft_timeout: ttft,
-            stream,
-        };
-        tried += 1;
-        last_attempt = Some(attempt);
-        let req = attempt_request(&parts, out, info);
-        let t0 = shared.clock.now();
-        let sleep = deadline.map(|(d, _)| shared.timer.sleep(d));
-        let result = race(
-            call_once(&mut inner, req, read_all, opts.get_max_body_bytes()),
-            sleep,
-        )
-        .await;
-        let now = shared.clock.now();
-        let latency = now.saturating_sub(t0);
-        let called = match result {
-            None => {
-                let class = deadline.map_or(FailureClass::Timeout, |(_, c)| c);
-                plan.report(&attempt, Outcome::Failure(class), latency, None, now);
-                timeouts += 1;
-                continue;
-            }
-            Some(Err(class)) => {
-                plan.report(&attempt, Outcome::Failure(class), latency, None, now);
-                if class == FailureClass::Timeout {
-                    timeouts += 1;
-                }
-                continue;
-            }
-            Some(Ok(called)) => called,
-        };
-        let status = called.response.status().as_u16();
-        match FailureClass::from_status(status) {
-            Some(FailureClass::ClientError) => {
-                plan.report(
-                    &attempt,
-                    Outcome::Failure(FailureClass::ClientError),
-                    latency,
-                    None,
-                    now,
-                );
-                return finish(
-                    called.response.map(AbrouteBody::inner),
-                    &plan,
-                    &attempt,
-                    opts.get_record_extension(),
-                );
-            }
-            Some(class) => {
-                plan.report(&attempt, Outcome::Failure(class), latency, None, now);
-                last_failed = Some((called.response, attempt));
-                continue;
-            }
-            None => {}
-        }
-        let ttft_seen = stream.then_some(latency);
-        plan.report(&attempt, Outcome::Success, latency, ttft_seen, now);
-        let (mut head, body) = called.response.into_parts();
-        // Built once: for the merged metadata and for the response extension.
-        let mut record = None;
-        let mut usage: Option<Usage> = None;
-        let body = match called.peeked {
-            Some(Peeked::All(all)) => {
-                let total = now.saturating_sub(start);
-                let rec = record.insert(plan.record());
-                // One pass over the answer: the metadata merged, and its usage.
-                let (merged, found) =
-                    merge_metadata_and_usage(ex.api(), &all, metadata_value(rec, total));
-                usage = found;
-                // Read whole, so the latency covers the whole answer: with its output tokens,
-                // the model's throughput.
-                if let Some(tokens) = usage.and_then(|u| u.output_tokens) {
-                    plan.report_output_tokens(&attempt, tokens, latency);
-                }
-                match merged {
-                    Some(merged) => {
-                        head.headers
-                            .insert(CONTENT_LENGTH, HeaderValue::from(merged.len()));
-                        AbrouteBody::full(Bytes::from(merged))
-                    }
-                    None => AbrouteBody::full(all),
-                }
-            }
-            Some(Peeked::Frame(f)) => AbrouteBody::replay(None, Some(f), body),
-            Some(Peeked::Partial(data, frame)) => AbrouteBody::replay(Some(data), frame, body),
-            Some(Peeked::End) | None => AbrouteBody::replay(None, None, body),
-        };
-        // An event stream gets the metadata as one more event (see `stream`), written when
-        // the stream ends; its length changes.
-        let body = if opts.get_merge_metadata() && is_event_stream(&head.headers) {
-            head.headers.remove(CONTENT_LENGTH);
-            let rec = record.get_or_insert_with(|| plan.record()).clone();
-            let clock: Arc<dyn Clock> = shared.clone();
-            body.with_tap(MetadataTap::new(ex.api(), rec, start, clock))
-        } else {
-            body
-        };
-        let mut response = finish(Response::from_parts(head, body), &plan, &attempt, false);
-        if opts.get_record_extension() {
-            let record = record.unwrap_or_else(|| plan.record());
-            response.extensions_mut().insert(record);
-        }
-        if let Some(usage) = usage {
-            response.extensions_mut().insert(usage);
-        }
-        return response;
-    }
-    // Every attempt failed: pass on the last upstream error response, or say why there is none.
-    if let Some((response, attempt)) = last_failed {
-        return finish(
-            response.map(AbrouteBody::inner),
-            &plan,
-            &attempt,
-            opts.get_record_extension(),
-        );
-    }
-    let e = if timeouts == tried && tried > 0 {
-        ApiError::upstream_timeout(tried)
-    } else {
-        ApiError::upstream_unavailable(tried)
+    let stream = request.ex.is_stream();
+    let layer = &shared.layer_options;
+    let limits = Limits {
+        deadline: Limits::deadline(layer.get_attempt_timeout(), request.ttft, stream),
+        read_all: layer.get_merge_metadata() && !stream,
+        max_read: opts.get_max_body_bytes(),
     };
-    let response = error_response(&e);
-    match last_attempt {
-        Some(a) => finish(response, &plan, &a, opts.get_record_extension()),
-        None => response,
+    let walk = Walk {
+        parts: &parts,
+        ex: request.ex,
+        options: opts,
+        limits,
+        clock: &shared.clock,
+        timer: &shared.timer,
+    };
+    let attempted = attempts::walk(walk, &mut plan, &mut inner).await;
+    match attempted {
+        Attempted::Served(served) => answer::served(served, &plan, api, start, layer, || {
+            Arc::clone(&shared) as Arc<dyn Clock>
+        }),
+        Attempted::Refused { attempt, response } => {
+            answer::refused(response, &plan, &attempt, layer)
+        }
+        Attempted::Failed(failed) => answer::failed(failed, &plan, layer),
     }
-}
-
-/// Adds the decision headers (and the record) to a response.
-fn finish<B>(
-    mut response: Response<B>,
-    plan: &abroute::AttemptPlan<'_>,
-    attempt: &Attempt<'_>,
-    record: bool,
-) -> Response<B> {
-    let d = plan.decision();
-    DecisionHeaders {
-        router: d.router(),
-        route_id: d.route_id(),
-        variant_id: attempt.variant_id(),
-        assigned_variant_id: d.variant_id(),
-        model_id: attempt.model_id(),
-        version: d.version(),
-    }
-    .apply(response.headers_mut());
-    if record {
-        response.extensions_mut().insert(plan.record());
-    }
-    response
 }

@@ -8,19 +8,30 @@
 //! - [`AbrouteLayer`]: a `tower::Layer` around the service that makes the upstream call. It
 //!   authorizes, reads the body with a limit, routes, rewrites, walks the attempt plan on 429,
 //!   5xx and timeouts, reports every outcome to the engine, and sets the `x-abroute-*` headers.
+//!   [`RouterOptions`] say how requests are read, routed and rewritten (the layer and
+//!   [`RouterOptions::route`] alike), [`LayerOptions`] what the layer does around the upstream
+//!   call; a [`Clock`] and a [`Timer`] give it time.
 //! - The hot path in pieces, for hosts that drive it themselves: [`extract()`] (one validating
 //!   pass over the body, borrowing from it), [`Extracted::context`] (the
 //!   [`RequestContext`](abroute::RequestContext)), [`AttemptSettings::of`] (the attempt's
-//!   generation parameters and message templates, prepared once per loaded router;
-//!   [`generation_for`] and [`templates_for`] give each alone, [`generation_config`] the raw
-//!   value) and
+//!   generation parameters and message templates, [`Prepared`] once per loaded router) and
 //!   [`rewrite()`] (one allocation of exact size; every byte not owned by the router copied as
-//!   it was), or
-//!   [`RouterOptions::route`] for all of it in one call.
+//!   it was), or [`RouterOptions::route`] for all of it in one call. [`set_model`] is the same
+//!   byte-preserving copy for a request that names no router.
 //! - [`ApiError`]: errors in the OpenAI shape with the right status.
 //! - [`ManagementApi`] and [`ManagementService`]: Inworld's routerAPI (create, list, get,
-//!   update, delete), validated in full, persisted through a host's [`RouterStore`] before the
-//!   engine swaps, behind [`ApiKeys`].
+//!   update, delete), validated in full, then handed to the host's [`RouterHost`] as one
+//!   [`RouterChange`] with a compare-and-set [`Expect`]ation ([`EngineHost`] applies it
+//!   straight to an engine), behind [`ApiKeys`].
+//!
+//! Inside, a request goes through one module per phase, each imported only by those after
+//! it: `intake` (authorize, read, extract, find the router once, build the context), `plan`
+//! (what the attempt loop walks: [`UpstreamAttempt`], the router's plan), `attempts` (call,
+//! race the timer, classify, report), `answer` (first frame replayed, metadata and usage, the
+//! stream tap, decision headers, the record), with `layer` and `route` chaining them. Below
+//! them: `prepared` (per-router data), [`rewrite`](mod@rewrite), [`extract`](mod@extract),
+//! [`template`], [`response`], [`stream`], `body`, `error`, `auth`, `options`, and the leaves
+//! `time` (clocks and timers), `json` (the scanner and writers) and `list`.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -48,49 +59,58 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod answer;
+mod attempts;
 pub mod auth;
-pub mod body;
+mod body;
 pub mod error;
 pub mod extract;
+mod intake;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
 pub mod json;
+#[cfg(not(feature = "fuzzing"))]
+mod json;
 pub mod layer;
 mod list;
 pub mod manage;
+mod options;
+mod plan;
+mod prepared;
 pub mod response;
 pub mod rewrite;
-pub mod route;
+mod route;
 pub mod stream;
 pub mod template;
+mod time;
 
 pub use auth::{ApiKeys, AuthError, Permission, Permissions, strip_credentials};
-pub use body::{AbrouteBody, BoxError, Full};
-pub use error::ApiError;
-pub use extract::{
-    Api, Extracted, MAX_METADATA_KEYS, MAX_REQUEST_MODELS, MIN_TTFT_TIMEOUT, extract,
-    parse_duration,
-};
-pub use layer::{
-    AbrouteLayer, AbrouteService, Clock, MonotonicClock, NoTimer, TimedOut, Timer, UpstreamAttempt,
-};
+pub use body::{AbrouteBody, Full};
+pub use error::{ApiError, BoxError};
+pub use extract::{Api, Extracted, MAX_METADATA_KEYS, MAX_REQUEST_MODELS, extract};
+pub use layer::{AbrouteLayer, AbrouteService};
 pub use manage::host::{
     CommitError, CommitFuture, Committed, EngineHost, Expect, RouterChange, RouterHost,
 };
-pub use manage::{
-    DEFAULT_BASE_PATH, DEFAULT_PAGE_SIZE, LoadError, MAX_PAGE_SIZE, ManagementApi,
-    ManagementService, MemoryStore, RouterStore, StoreError,
+pub use manage::{DEFAULT_BASE_PATH, ManagementApi, ManagementService};
+pub use options::{
+    DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PREFIX, LayerOptions, RouterOptions, strip_provider,
 };
+pub use plan::UpstreamAttempt;
+pub use prepared::{AttemptSettings, Prepared};
 pub use response::{
-    ASSIGNED_VARIANT_HEADER, DecisionHeaders, MODEL_HEADER, RESPONSES_METADATA_MEMBER,
-    ROUTE_HEADER, ROUTER_HEADER, Usage, VARIANT_HEADER, VERSION_HEADER, merge_metadata,
-    merge_metadata_and_usage, merge_metadata_as, metadata_member, metadata_value, usage_of,
+    ASSIGNED_VARIANT_HEADER, DecisionHeaders, MODEL_HEADER, ROUTE_HEADER, ROUTER_HEADER, Usage,
+    VARIANT_HEADER, VERSION_HEADER, metadata_value, usage_of,
 };
-pub use rewrite::{GenerationParams, Precedence, RenderedGeneration, Rewrite, rewrite};
-pub use route::{
-    AttemptSettings, DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PREFIX, Routed, RouterOptions, Routing,
-    generation_config, generation_for, route_error, strip_provider, templates_for,
-};
-pub use stream::{Finish, METADATA_EVENT, Scan, SseScanner};
+pub use rewrite::{GenerationParams, Precedence, Rewrite, rewrite, set_model};
+pub use route::{Routed, Routing};
+pub use stream::{Finish, Scan, SseScanner};
 pub use template::{MessageTemplates, TemplateError};
+pub use time::{Clock, MonotonicClock, NoTimer, TimedOut, Timer};
+
+/// The old name of [`Prepared`], which holds templates as well as generation parameters now.
+#[deprecated(note = "renamed to `Prepared`")]
+pub type RenderedGeneration = Prepared;
 
 /// The HTTP guide's examples (`docs/http.md`), compiled and run as doctests.
 #[cfg(doctest)]

@@ -102,7 +102,7 @@ pub fn metadata_value(record: &DecisionRecord, total_duration: Duration) -> Map<
 /// The token counts of an answer, from its `usage` (`prompt_tokens` and `completion_tokens` in
 /// chat completions, `input_tokens` and `output_tokens` in responses and messages). The layer
 /// puts it in the response's extensions when it read the answer whole (non-streaming JSON with
-/// [`merge_metadata`](crate::RouterOptions::merge_metadata)), and reports the output tokens for
+/// [`merge_metadata`](crate::LayerOptions::merge_metadata)), and reports the output tokens for
 /// throughput sorting.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Usage {

@@ -32,11 +32,14 @@
 //! 4. **message templates**: when the variant (or the router's `defaults`) has
 //!    `message_templates`, they go in front of the request's messages, filled in from
 //!    `extra_body.prompt_variables` (see [`template`](crate::template)).
+//!
+//! [`set_model`] is the same byte-preserving copy for a request that names no router: only its
+//! top-level `model` string changes (to strip the provider prefix before a pass-through, say).
 
 use serde_json::Value;
 
 use crate::extract::{Api, Extracted, Member, MemberKind};
-use crate::json::{Counter, Kind, Sink, Span, StrSpan, ValueSpan, write_str, write_value};
+use crate::json::{Counter, Kind, Scanner, Sink, Span, StrSpan, ValueSpan, write_str, write_value};
 use crate::list::SmallList;
 use crate::template::{MessageTemplates, Selection, Vars};
 
@@ -56,20 +59,21 @@ pub enum Precedence {
 pub struct Rewrite<'r> {
     /// The model to call (the attempt's model id, possibly without its provider prefix).
     pub model: &'r str,
-    /// The effective `text_generation_config` (see [`generation_config`](crate::generation_config)).
+    /// The effective `text_generation_config`: the variant's own, else the router's
+    /// `defaults.text_generation_config` (see [`AttemptSettings`](crate::AttemptSettings)).
     pub generation: Option<&'r Value>,
     /// The same parameters mapped and rendered ahead of time ([`GenerationParams`], as
-    /// [`RenderedGeneration`] keeps them per router); when given, `generation` is not read and
-    /// the rewrite only copies their bytes. The output is the same either way.
+    /// [`Prepared`](crate::Prepared) keeps them per router); when given, `generation` is not
+    /// read and the rewrite only copies their bytes. The output is the same either way.
     pub rendered: Option<&'r GenerationParams>,
     /// Who wins when both set a parameter.
     pub precedence: Precedence,
-    /// The effective `message_templates` as configured (see
-    /// [`templates_for`](crate::templates_for)), parsed on each call when `templates` is `None`.
+    /// The effective `message_templates` as configured: the variant's own, else the router's
+    /// `defaults.message_templates`. Parsed on each call when `templates` is `None`.
     pub message_templates: Option<&'r Value>,
     /// The same templates parsed ahead of time ([`MessageTemplates`], as
-    /// [`RenderedGeneration`] keeps them per router); when given, `message_templates` is not
-    /// read. The output is the same either way.
+    /// [`Prepared`](crate::Prepared) keeps them per router); when given, `message_templates`
+    /// is not read. The output is the same either way.
     pub templates: Option<&'r MessageTemplates>,
 }
 
@@ -324,89 +328,6 @@ impl GenerationParams {
     /// True when there is none.
     pub fn is_empty(&self) -> bool {
         self.params.is_empty()
-    }
-}
-
-/// Every variant's effective generation parameters of one router
-/// ([`generation_config`](crate::generation_config)), for each API, and its effective message
-/// templates ([`templates_for`](crate::templates_for)), rendered once per loaded router and
-/// kept in its [`LoadedRouter::extension`](abroute::LoadedRouter::extension) slot. The layer
-/// reads it on every attempt; the first request after a router changes builds it.
-#[derive(Debug, Default)]
-pub struct RenderedGeneration {
-    /// By route (the conditional routes in order, then the default route): its id and, per
-    /// variant, what is rendered for it.
-    routes: Vec<(Box<str>, Vec<RenderedVariant>)>,
-}
-
-/// One variant's parameters for chat completions, responses and messages, and its templates.
-#[derive(Debug, Default)]
-pub(crate) struct RenderedVariant {
-    params: [GenerationParams; 3],
-    pub(crate) templates: Option<MessageTemplates>,
-}
-
-impl RenderedVariant {
-    /// The parameters for `api`.
-    pub(crate) fn params(&self, api: Api) -> &GenerationParams {
-        match api {
-            Api::ChatCompletions => &self.params[0],
-            Api::Responses => &self.params[1],
-            Api::Messages => &self.params[2],
-        }
-    }
-}
-
-impl RenderedGeneration {
-    /// Renders every variant of `config`.
-    pub fn new(config: &abroute::RouterConfig) -> RenderedGeneration {
-        let routes = config
-            .routes
-            .iter()
-            .map(|r| &r.route)
-            .chain(config.default_route.as_ref())
-            .map(|route| {
-                let variants = route
-                    .variants
-                    .iter()
-                    .map(|wv| {
-                        let g = crate::route::variant_generation(config, &wv.variant);
-                        RenderedVariant {
-                            params: [Api::ChatCompletions, Api::Responses, Api::Messages].map(
-                                |api| g.map(|g| GenerationParams::new(api, g)).unwrap_or_default(),
-                            ),
-                            // Validation refuses templates that do not parse.
-                            templates: crate::route::variant_templates(config, &wv.variant)
-                                .and_then(|t| MessageTemplates::new(t).ok()),
-                        }
-                    })
-                    .collect();
-                (route.route_id.as_str().into(), variants)
-            })
-            .collect();
-        RenderedGeneration { routes }
-    }
-
-    /// The rendering kept with `router`, built on first use. `None` only when the router's
-    /// extension slot holds something else.
-    pub fn of(router: &abroute::LoadedRouter) -> Option<&RenderedGeneration> {
-        router.extension(RenderedGeneration::new)
-    }
-
-    pub(crate) fn variant(&self, route_id: &str, variant_index: usize) -> Option<&RenderedVariant> {
-        let (_, variants) = self.routes.iter().find(|(id, _)| &**id == route_id)?;
-        variants.get(variant_index)
-    }
-
-    /// The parameters of variant `variant_index` of route `route_id` for `api`.
-    pub fn get(&self, route_id: &str, variant_index: usize, api: Api) -> Option<&GenerationParams> {
-        Some(self.variant(route_id, variant_index)?.params(api))
-    }
-
-    /// The message templates of variant `variant_index` of route `route_id`, if it has any.
-    /// `None` too for an unknown route or variant.
-    pub fn templates(&self, route_id: &str, variant_index: usize) -> Option<&MessageTemplates> {
-        self.variant(route_id, variant_index)?.templates.as_ref()
     }
 }
 
@@ -984,6 +905,47 @@ fn write_logit_bias<W: Sink>(out: &mut W, v: &Value) {
     out.put(b"}");
 }
 
+/// Replaces the top-level `model` of a JSON object body with the string `model`, copying every
+/// other byte as it was (whitespace, key order, escapes, number spellings): for a request
+/// whose model names no router, passed through with its provider prefix stripped, say. Every
+/// top-level `model` member is replaced (a duplicate too, so no reader can pick another); a
+/// `"model"` key nested anywhere else is not touched.
+///
+/// `None` when the body is not a JSON object (validated as [`extract()`](crate::extract())
+/// validates a request), or has no top-level `model`, or the last one (what readers see) is
+/// not a string: send the body unchanged then. The result is one allocation of exactly its
+/// length.
+pub fn set_model(body: &[u8], model: &str) -> Option<Vec<u8>> {
+    let text = simdutf8::basic::from_utf8(body).ok()?;
+    let mut sc = Scanner::from_str(text);
+    let mut models: SmallList<ValueSpan, 2> = SmallList::default();
+    sc.object(|sc, key| {
+        let value = sc.value()?;
+        if key.eq_str(body, "model") {
+            models.push(value);
+        }
+        Ok(())
+    })
+    .ok()?;
+    sc.end().ok()?;
+    if models.iter().next_back()?.kind != Kind::String {
+        return None;
+    }
+    let mut quoted = Counter(0);
+    write_str(&mut quoted, model);
+    let replaced: usize = models.iter().map(|v| v.span.len()).sum();
+    let mut out = Vec::with_capacity(body.len() - replaced + models.len() * quoted.0);
+    let mut pos = 0;
+    for v in models.iter() {
+        out.put(&body[pos..v.span.start]);
+        write_str(&mut out, model);
+        pos = v.span.end;
+    }
+    out.put(&body[pos..]);
+    debug_assert_eq!(out.len(), out.capacity());
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1003,59 +965,6 @@ mod tests {
         );
         assert_eq!(out.capacity(), out.len(), "one allocation of exact size");
         String::from_utf8(out).unwrap()
-    }
-
-    #[test]
-    fn rendered_generation_per_route_variant_and_api() {
-        let config = abroute::RouterConfig::from_json(
-            r#"{ "name": "r", "routes": [ { "route": { "route_id": "own", "variants": [
-              { "variant": { "variant_id": "a", "model_id": "p/a",
-                "text_generation_config": { "maxTokens": 7, "seed": 3 } }, "weight": 1 },
-              { "variant": { "variant_id": "b", "model_id": "p/b" }, "weight": 1 } ] },
-              "condition": { "cel_expression": "true" } } ],
-              "defaultRoute": { "route_id": "d", "variants": [
-              { "variant": { "variant_id": "c", "model_id": "p/c" }, "weight": 1 } ] },
-              "defaults": { "text_generation_config": { "temperature": 0.5 } } }"#,
-        )
-        .unwrap();
-        let g = RenderedGeneration::new(&config);
-        let body = r#"{"model":"x"}"#;
-        let with = |params: Option<&GenerationParams>, api: Api| {
-            let ex = extract(api, body.as_bytes()).unwrap();
-            String::from_utf8(rewrite(
-                &ex,
-                &Rewrite {
-                    model: "m",
-                    generation: None,
-                    rendered: params,
-                    precedence: Precedence::Router,
-                    ..Default::default()
-                },
-            ))
-            .unwrap()
-        };
-        let chat = Api::ChatCompletions;
-        assert_eq!(
-            with(g.get("own", 0, chat), chat),
-            r#"{"model":"m","max_tokens":7,"seed":3}"#
-        );
-        // Responses has no `seed`, and calls max_tokens `max_output_tokens`.
-        assert_eq!(
-            with(g.get("own", 0, Api::Responses), Api::Responses),
-            r#"{"model":"m","max_output_tokens":7}"#
-        );
-        // No config of its own: the router's default, as a whole.
-        assert_eq!(
-            with(g.get("own", 1, chat), chat),
-            r#"{"model":"m","temperature":0.5}"#
-        );
-        assert_eq!(
-            with(g.get("d", 0, chat), chat),
-            r#"{"model":"m","temperature":0.5}"#
-        );
-        assert!(g.get("d", 1, chat).is_none());
-        assert!(g.get("nope", 0, chat).is_none());
-        assert_eq!(g.get("own", 0, chat).map(GenerationParams::len), Some(2));
     }
 
     /// Found by the `rewrite` fuzz target: with no `model` and every member removed, the new
@@ -1179,5 +1088,48 @@ mod tests {
                 assert_eq!(scratch.bytes(), want.as_slice(), "{fill} {word}");
             }
         }
+    }
+
+    #[test]
+    fn set_model_changes_only_the_top_level_model() {
+        for (body, want) in [
+            (
+                r#"{"model":"openai/gpt-4.1","x":1e400}"#,
+                r#"{"model":"gpt-4.1","x":1e400}"#,
+            ),
+            // Whitespace, order, escapes, nested `model` keys and duplicates.
+            (
+                " {\n \"messages\" : [{\"model\":\"keep\"}],\t\"model\" :\"a\\u002fb\" ,\"s\":\"\\n\"} ",
+                " {\n \"messages\" : [{\"model\":\"keep\"}],\t\"model\" :\"gpt-4.1\" ,\"s\":\"\\n\"} ",
+            ),
+            (
+                r#"{"model":1,"mod\u0065l":"p/m"}"#,
+                r#"{"model":"gpt-4.1","mod\u0065l":"gpt-4.1"}"#,
+            ),
+        ] {
+            let out = set_model(body.as_bytes(), "gpt-4.1").unwrap();
+            assert_eq!(std::str::from_utf8(&out).unwrap(), want, "{body}");
+            assert_eq!(out.len(), out.capacity(), "one allocation of exact size");
+        }
+        // The model is written as a JSON string.
+        let out = set_model(br#"{"model":"x"}"#, "a\"b").unwrap();
+        assert_eq!(out, br#"{"model":"a\"b"}"#);
+    }
+
+    #[test]
+    fn set_model_refuses_what_it_cannot_change() {
+        for body in [
+            "",
+            "[]",
+            r#"{"messages":[]}"#,
+            r#"{"model":null}"#,
+            r#"{"model":"a","model":2}"#,
+            r#"{"model":"a"} x"#,
+            r#"{"model":"a""#,
+            "{\"model\":\"\u{1}\"}",
+        ] {
+            assert!(set_model(body.as_bytes(), "m").is_none(), "{body:?}");
+        }
+        assert!(set_model(b"{\"model\":\"\xff\"}", "m").is_none());
     }
 }

@@ -1,6 +1,6 @@
 //! Streaming responses: Inworld's `metadata` as one more server-sent event.
 //!
-//! With [`RouterOptions::merge_metadata`](crate::RouterOptions::merge_metadata), a routed
+//! With [`LayerOptions::merge_metadata`](crate::LayerOptions::merge_metadata), a routed
 //! response whose `content-type` is `text/event-stream` (and whose `content-encoding` is absent
 //! or `identity`) gets one event more than the upstream sent, carrying the same `metadata`
 //! object as a non-streaming answer ([`metadata_value`]), with `total_duration_ms` measured when
@@ -41,11 +41,11 @@ use http::header::{CONTENT_ENCODING, CONTENT_TYPE};
 use http_body::Frame;
 use serde_json::{Map, Value};
 
-use crate::body::BoxError;
+use crate::error::BoxError;
 use crate::extract::Api;
 use crate::json::{Kind, Scanner, Sink, SinkWriter, Span, write_str};
-use crate::layer::Clock;
 use crate::response::metadata_value;
+use crate::time::Clock;
 
 /// The event name (and `type`) of the metadata event in messages and responses streams.
 pub const METADATA_EVENT: &str = "abroute.metadata";

@@ -8,7 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use abroute::{Engine, RouterConfig};
-use abroute_http::{AbrouteLayer, ApiKeys, Full, ManagementApi, MemoryStore, Permissions};
+use abroute_http::{AbrouteLayer, ApiKeys, EngineHost, Full, ManagementApi, Permissions};
 use bytes::Bytes;
 use common::{Upstream, block_on, body_bytes};
 use http::{Method, Request};
@@ -110,8 +110,9 @@ fn run(endpoint: Endpoint, key: Key) -> (u16, String) {
         (status, text)
     } else {
         let req = builder.body(Bytes::from(body)).unwrap();
-        let api = ManagementApi::new(engine, Arc::new(MemoryStore::new()), keys);
-        let r = api.handle(req);
+        let host = Arc::new(EngineHost::new(Arc::clone(&engine)));
+        let api = ManagementApi::new(engine, host, keys);
+        let r = block_on(api.handle(req));
         let status = r.status().as_u16();
         (status, format!("{:?} {:?}", r.headers(), r.body()))
     }
@@ -170,11 +171,14 @@ fn open_chat_needs_no_key_but_management_still_does() {
         .unwrap();
     let r = block_on(svc.call(req)).unwrap_or_else(|e| match e {});
     assert_eq!(r.status(), 200);
-    let api = ManagementApi::new(engine, Arc::new(MemoryStore::new()), keys);
-    let r = api.handle(
-        Request::get("/router/v1/routers")
-            .body(Bytes::new())
-            .unwrap(),
+    let host = Arc::new(EngineHost::new(Arc::clone(&engine)));
+    let api = ManagementApi::new(engine, host, keys);
+    let r = block_on(
+        api.handle(
+            Request::get("/router/v1/routers")
+                .body(Bytes::new())
+                .unwrap(),
+        ),
     );
     assert_eq!(r.status(), 401);
 }

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use abroute::{DecisionRecord, FailureClass, Outcome};
 use abroute_http::{
-    AbrouteLayer, ApiKeys, Full, Permissions, RouterOptions, TimedOut, UpstreamAttempt,
+    AbrouteLayer, ApiKeys, Full, LayerOptions, Permissions, RouterOptions, TimedOut,
+    UpstreamAttempt,
 };
 use common::*;
 use http::{Request, Response};
@@ -32,7 +33,7 @@ fn routes_rewrites_and_sets_headers() {
     let engine = engine_with(&[FAILOVER]);
     let up = Upstream::new(&[]);
     let mut svc = AbrouteLayer::new(Arc::clone(&engine))
-        .options(RouterOptions::new().record_extension(true))
+        .layer_options(LayerOptions::new().record_extension(true))
         .layer(up.clone());
     let r = call(&mut svc, post("/v1/chat/completions", CHAT));
     assert_eq!(r.status(), 200);
@@ -88,7 +89,7 @@ fn fails_over_on_429_and_5xx_and_reports() {
         ("q/backup", Behavior::Status(503, r#"{"error":"down"}"#)),
     ]);
     let mut svc = AbrouteLayer::new(Arc::clone(&engine))
-        .options(RouterOptions::new().record_extension(true))
+        .layer_options(LayerOptions::new().record_extension(true))
         .layer(up.clone());
     let r = call(&mut svc, post("/v1/chat/completions", CHAT));
     // The request's own model (extra_body.models) served it.
@@ -140,7 +141,7 @@ fn inner_errors_fail_over_and_are_classified() {
         ("r/extra", Behavior::Fail(|| Box::new(TimedOut))),
     ]);
     let mut svc = AbrouteLayer::new(Arc::clone(&engine))
-        .options(RouterOptions::new().record_extension(true))
+        .layer_options(LayerOptions::new().record_extension(true))
         .layer(up.clone());
     let r = call(&mut svc, post("/v1/chat/completions", CHAT));
     assert_eq!(r.status(), 502, "not every attempt timed out");
@@ -157,7 +158,7 @@ fn inner_errors_fail_over_and_are_classified() {
         }),
     )]);
     let mut svc = AbrouteLayer::new(engine)
-        .options(RouterOptions::new().record_extension(true))
+        .layer_options(LayerOptions::new().record_extension(true))
         .layer(up.clone());
     let r = call(&mut svc, post("/v1/chat/completions", CHAT));
     assert_eq!(r.status(), 504);
@@ -175,7 +176,7 @@ fn slow_first_token_fails_over_for_streams() {
     let engine = engine_with(&[FAILOVER]);
     let up = Upstream::new(&[("p/primary", Behavior::StallBody)]);
     let mut svc = AbrouteLayer::new(engine)
-        .options(RouterOptions::new().record_extension(true))
+        .layer_options(LayerOptions::new().record_extension(true))
         .timer(ImmediateTimer)
         .layer(up.clone());
     let body = r#"{"model":"inworld/fo","stream":true,"messages":[],"extra_body":{"fallback":{"ttft_timeout":"300ms"}}}"#;
@@ -201,8 +202,8 @@ fn attempt_timeout_and_body_errors_fail_over() {
         ("q/backup", Behavior::BodyError),
     ]);
     let mut svc = AbrouteLayer::new(engine)
-        .options(
-            RouterOptions::new()
+        .layer_options(
+            LayerOptions::new()
                 .record_extension(true)
                 .attempt_timeout(Duration::from_secs(30)),
         )
@@ -360,7 +361,7 @@ fn merges_metadata_into_json_responses() {
         ),
     ]);
     let mut svc = AbrouteLayer::new(engine)
-        .options(RouterOptions::new().merge_metadata(true))
+        .layer_options(LayerOptions::new().merge_metadata(true))
         .layer(up.clone());
     let r = call(&mut svc, post("/v1/chat/completions", CHAT));
     assert_eq!(r.status(), 200);
@@ -392,7 +393,7 @@ fn merges_metadata_into_json_responses() {
         ),
     ]);
     let mut svc = AbrouteLayer::new(engine_with(&[FAILOVER]))
-        .options(RouterOptions::new().merge_metadata(true))
+        .layer_options(LayerOptions::new().merge_metadata(true))
         .layer(up.clone());
     let r = call(
         &mut svc,
@@ -415,7 +416,7 @@ fn usage_feeds_throughput_and_the_response_extensions() {
         ),
     )]);
     let mut svc = AbrouteLayer::new(Arc::clone(&engine))
-        .options(RouterOptions::new().merge_metadata(true))
+        .layer_options(LayerOptions::new().merge_metadata(true))
         .layer(up.clone());
     let r = call(&mut svc, post("/v1/chat/completions", CHAT));
     assert_eq!(r.status(), 200);

@@ -1,5 +1,6 @@
 //! The management API: create, list, get, update, delete; validation with every problem and its
-//! path; the store before the swap; pagination; the tower service.
+//! path; every change through the host, nothing changed when it fails; pagination; the tower
+//! service.
 // Helpers outside `#[test]` functions unwrap too; a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
@@ -8,9 +9,9 @@ mod common;
 use std::sync::Arc;
 
 use abroute::{Engine, ValidationOptions};
-use abroute_http::{ApiKeys, Full, ManagementApi, ManagementService, MemoryStore, Permissions};
+use abroute_http::{ApiKeys, Full, ManagementApi, ManagementService, Permissions};
 use bytes::Bytes;
-use common::{block_on, body_bytes, json};
+use common::{TestHost, block_on, body_bytes, json};
 use http::{Method, Request, Response};
 use serde_json::{Value, json};
 use tower::Service;
@@ -19,19 +20,37 @@ const KEY: &str = "Bearer admin";
 
 struct Fixture {
     engine: Arc<Engine>,
-    store: Arc<MemoryStore>,
+    store: Arc<TestHost>,
     api: ManagementApi,
 }
 
 fn fixture() -> Fixture {
-    let engine = Arc::new(Engine::new());
-    let store = Arc::new(MemoryStore::new());
-    let api = ManagementApi::new(
+    fixture_on(Engine::new(), |api| api)
+}
+
+/// An API over `engine` and a test host, set up by `options`.
+fn fixture_on(engine: Engine, options: impl FnOnce(ManagementApi) -> ManagementApi) -> Fixture {
+    let engine = Arc::new(engine);
+    let store = Arc::new(TestHost::new(Arc::clone(&engine)));
+    let api = options(ManagementApi::new(
         Arc::clone(&engine),
-        Arc::clone(&store) as Arc<dyn abroute_http::RouterStore>,
+        Arc::clone(&store) as Arc<dyn abroute_http::RouterHost>,
         ApiKeys::new().with_key("admin", Permissions::ADMIN),
-    );
+    ));
     Fixture { engine, store, api }
+}
+
+/// A fixture holding the router `demo`.
+fn with_demo() -> Fixture {
+    let f = fixture();
+    let (status, op) = create(&f.api, &router("demo", (1, 1)));
+    assert_eq!(status, 200, "{op}");
+    f
+}
+
+/// `POST /router/v1/routers` with `body`.
+fn create(api: &ManagementApi, body: &str) -> (u16, Value) {
+    send(api, Method::POST, "/router/v1/routers", body)
 }
 
 fn request(method: Method, uri: &str, body: &str) -> Request<Bytes> {
@@ -44,7 +63,7 @@ fn request(method: Method, uri: &str, body: &str) -> Request<Bytes> {
 }
 
 fn send(api: &ManagementApi, method: Method, uri: &str, body: &str) -> (u16, Value) {
-    let r: Response<Bytes> = api.handle(request(method, uri, body));
+    let r: Response<Bytes> = block_on(api.handle(request(method, uri, body)));
     let status = r.status().as_u16();
     assert_eq!(r.headers()["content-type"], "application/json");
     (status, json(r.body()))
@@ -168,7 +187,7 @@ fn strict_validation_matches_the_engine() {
     let engine = Arc::new(Engine::with_options(ValidationOptions::strict()));
     let api = ManagementApi::new(
         Arc::clone(&engine),
-        Arc::new(MemoryStore::new()),
+        Arc::new(TestHost::new(Arc::clone(&engine))),
         ApiKeys::new().with_key("admin", Permissions::ADMIN),
     );
     // The engine's own options, with nothing to configure twice.
@@ -193,7 +212,7 @@ fn strict_validation_matches_the_engine() {
 }
 
 #[test]
-fn the_store_is_written_before_the_swap() {
+fn nothing_changes_when_the_host_fails() {
     let f = fixture();
     f.store.set_failing(true);
     let (status, e) = send(
@@ -246,15 +265,10 @@ fn the_store_is_written_before_the_swap() {
     );
     assert!(f.engine.load().router("demo").is_some());
 
-    // What the store holds is what a restart loads.
+    // What the host stored is what a restart loads.
     f.store.set_failing(false);
     let restarted = Arc::new(Engine::new());
-    let api = ManagementApi::new(
-        Arc::clone(&restarted),
-        Arc::clone(&f.store) as Arc<dyn abroute_http::RouterStore>,
-        ApiKeys::new(),
-    );
-    api.load_from_store().unwrap();
+    restarted.replace_all(f.store.stored()).unwrap();
     assert_eq!(restarted.load().names(), ["demo"]);
 }
 
@@ -451,18 +465,21 @@ fn routing_and_methods() {
         send(&f.api, Method::GET, "/router/v1/routers/a/b", "").0,
         404
     );
-    let r = f
-        .api
-        .handle(request(Method::PUT, "/router/v1/routers/x", ""));
+    let r = block_on(
+        f.api
+            .handle(request(Method::PUT, "/router/v1/routers/x", "")),
+    );
     assert_eq!(r.status(), 405);
     assert_eq!(r.headers()["allow"], "GET, PATCH, DELETE");
-    let r = f
-        .api
-        .handle(request(Method::DELETE, "/router/v1/routers", ""));
+    let r = block_on(
+        f.api
+            .handle(request(Method::DELETE, "/router/v1/routers", "")),
+    );
     assert_eq!(r.headers()["allow"], "GET, POST");
+    let engine = Arc::new(Engine::new());
     let custom = ManagementApi::new(
-        Arc::new(Engine::new()),
-        Arc::new(MemoryStore::new()),
+        Arc::clone(&engine),
+        Arc::new(TestHost::new(engine)),
         ApiKeys::new().with_key("admin", Permissions::ADMIN),
     )
     .base_path("/admin/");
@@ -492,4 +509,203 @@ fn tower_service_reads_with_a_limit() {
     let small = r#"{"name":"x","defaultRoute":{"route_id":"d","variants":[]}}"#;
     let r = block_on(svc.call(req(small.to_owned()))).unwrap();
     assert_eq!(r.status(), 400);
+}
+
+#[test]
+fn the_host_may_refuse_a_router() {
+    let f = fixture();
+    assert_eq!(create(&f.api, &router("kept", (1, 1))).0, 200);
+    f.store
+        .protect("kept", "router \"kept\" is loaded from a file");
+    f.store.protect("w", "router \"w\" is loaded from a file");
+    let v = f.engine.version();
+    let commits = f.store.commits().len();
+    // A create names its router in the body: refused even when the rest of it is invalid.
+    for body in [
+        router("routers/w", (1, 1)),
+        r#"{"name":"w","defaultRoute":7}"#.to_owned(),
+    ] {
+        let (status, e) = create(&f.api, &body);
+        assert_eq!(status, 409, "{body}");
+        assert_eq!(e["error"]["status"], "FAILED_PRECONDITION");
+        assert_eq!(e["error"]["message"], "router \"w\" is loaded from a file");
+    }
+    for (method, uri, body) in [
+        (
+            Method::PATCH,
+            "/router/v1/routers/kept?update_mask=displayName",
+            r#"{"displayName":"x"}"#,
+        ),
+        (Method::PATCH, "/router/v1/routers/kept", "not json"),
+        (Method::DELETE, "/router/v1/routers/routers/kept", ""),
+    ] {
+        let (status, e) = send(&f.api, method.clone(), uri, body);
+        assert_eq!(status, 409, "{method} {uri}");
+        assert_eq!(e["error"]["status"], "FAILED_PRECONDITION");
+    }
+    // Reads are not asked about; a caller without the write permission gets 401 first.
+    assert_eq!(
+        send(&f.api, Method::GET, "/router/v1/routers/kept", "").0,
+        200
+    );
+    let anonymous = Request::delete("/router/v1/routers/kept")
+        .body(Bytes::new())
+        .unwrap();
+    assert_eq!(block_on(f.api.handle(anonymous)).status(), 401);
+    assert_eq!(f.engine.version(), v, "nothing changed");
+    assert_eq!(
+        f.store.commits().len(),
+        commits,
+        "nothing was asked of the host"
+    );
+}
+
+#[test]
+fn changes_go_to_the_host_with_their_expectation() {
+    use abroute_http::{Expect, RouterChange};
+    let f = with_demo();
+    let v1 = f.engine.load().router("demo").unwrap().compiled().version();
+    send(
+        &f.api,
+        Method::PATCH,
+        "/router/v1/routers/demo?update_mask=displayName",
+        r#"{"displayName":"new"}"#,
+    );
+    let v2 = f.engine.load().router("demo").unwrap().compiled().version();
+    send(&f.api, Method::DELETE, "/router/v1/routers/demo", "");
+    let commits = f.store.commits();
+    let expectations: Vec<(bool, &str, Expect)> = commits
+        .iter()
+        .map(|c| (matches!(c, RouterChange::Put { .. }), c.name(), c.expect()))
+        .collect();
+    assert_eq!(
+        expectations,
+        [
+            (true, "demo", Expect::Absent),
+            (true, "demo", Expect::Version(v1)),
+            (false, "demo", Expect::Version(v2)),
+        ]
+    );
+    assert!(f.store.names().is_empty());
+}
+
+#[test]
+fn an_update_racing_another_writer_is_merged_again() {
+    let f = with_demo();
+    // Another writer renames the router between the API's read and its commit.
+    let engine = Arc::clone(&f.engine);
+    f.store.before_next_commit(move || {
+        let mut config = engine.load().router("demo").unwrap().config().clone();
+        config.display_name = Some("renamed meanwhile".into());
+        engine.upsert(config).unwrap();
+    });
+    let (status, op) = send(
+        &f.api,
+        Method::PATCH,
+        "/router/v1/routers/demo?update_mask=defaults",
+        r#"{"defaults":{"text_generation_config":{"temperature":0.3}}}"#,
+    );
+    assert_eq!(status, 200, "{op}");
+    // Neither change is lost.
+    assert_eq!(op["response"]["displayName"], "renamed meanwhile");
+    assert_eq!(
+        op["response"]["defaults"]["text_generation_config"]["temperature"],
+        0.3
+    );
+    assert_eq!(op["metadata"]["version"], f.engine.version());
+    let stored = f.store.get("demo").unwrap();
+    assert_eq!(stored.display_name.as_deref(), Some("renamed meanwhile"));
+
+    // Deleted meanwhile: 404, as for a router that was never there.
+    let engine = Arc::clone(&f.engine);
+    f.store.before_next_commit(move || {
+        engine.remove("demo");
+    });
+    let (status, e) = send(
+        &f.api,
+        Method::PATCH,
+        "/router/v1/routers/demo?update_mask=displayName",
+        r#"{"displayName":"x"}"#,
+    );
+    assert_eq!(status, 404, "{e}");
+    assert_eq!(e["error"]["status"], "NOT_FOUND");
+}
+
+#[test]
+fn a_delete_racing_another_writer_deletes_what_is_there() {
+    let f = with_demo();
+    let engine = Arc::clone(&f.engine);
+    f.store.before_next_commit(move || {
+        let config = engine.load().router("demo").unwrap().config().clone();
+        engine.upsert(config).unwrap();
+    });
+    assert_eq!(
+        send(&f.api, Method::DELETE, "/router/v1/routers/demo", "").0,
+        200
+    );
+    assert!(f.engine.load().router("demo").is_none());
+    // A create that loses the race to another create: 409, as for one that came second.
+    let engine = Arc::clone(&f.engine);
+    f.store.before_next_commit(move || {
+        engine
+            .upsert(abroute::RouterConfig::from_json(&router("demo", (2, 2))).unwrap())
+            .unwrap();
+    });
+    let (status, e) = create(&f.api, &router("demo", (1, 1)));
+    assert_eq!(status, 409, "{e}");
+    assert_eq!(e["error"]["status"], "ALREADY_EXISTS");
+}
+
+#[test]
+fn an_engine_that_refuses_gets_400() {
+    // The engine validates strictly, the API leniently: the host's refusal is the answer.
+    let f = fixture_on(Engine::with_options(ValidationOptions::strict()), |api| {
+        api.validation(ValidationOptions::default())
+    });
+    let (status, e) = create(&f.api, &router("s", (1, 2)));
+    assert_eq!(status, 400, "{e}");
+    assert_eq!(
+        e["error"]["details"][0]["fieldViolations"][0]["field"],
+        "defaultRoute.variants"
+    );
+    assert!(f.store.names().is_empty());
+    assert!(f.engine.load().router("s").is_none());
+}
+
+#[test]
+fn idempotent_create_answers_an_unchanged_router_as_done() {
+    let Fixture {
+        engine,
+        store: host,
+        api,
+    } = fixture_on(Engine::new(), |api| api.idempotent_create(true));
+    let body = router("demo", (1, 1));
+    let (status, first) = create(&api, &body);
+    assert_eq!(status, 200);
+    assert!(first["metadata"].get("unchanged").is_none());
+    let version = engine.version();
+    let commits = host.commits().len();
+    let (status, again) = create(&api, &body);
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(
+        again,
+        json!({
+            "name": format!("operations/create-demo-v{version}"),
+            "metadata": {
+                "router": "routers/demo",
+                "version": version,
+                "operation": "create",
+                "unchanged": true,
+            },
+            "done": true,
+            "response": first["response"],
+        })
+    );
+    assert_eq!(host.commits().len(), commits, "nothing was committed");
+    // Another config under the same name is still a conflict; without the option, so is this.
+    let (status, _) = create(&api, &router("demo", (2, 1)));
+    assert_eq!(status, 409);
+    let f = fixture();
+    create(&f.api, &body);
+    assert_eq!(create(&f.api, &body).0, 409);
 }

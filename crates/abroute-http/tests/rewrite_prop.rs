@@ -5,11 +5,12 @@
 //! keys) and random generation configs. Both bodies are parsed with `serde_json` (the last of
 //! duplicate keys wins, as everywhere) and the output must equal the input with exactly the
 //! documented changes. Without a generation config and an `extra_body`, the output must be the
-//! input byte for byte except the top-level `model` values.
+//! input byte for byte except the top-level `model` values. `set_model` (the pass-through's
+//! model swap) must give the input byte for byte except the top-level `model` values, always.
 
 mod common;
 
-use abroute_http::{Api, Precedence, Rewrite, extract, rewrite};
+use abroute_http::{Api, Precedence, Rewrite, extract, rewrite, set_model};
 use common::Rng;
 use proptest::prelude::*;
 use serde_json::{Map, Value};
@@ -89,6 +90,16 @@ fn write_object(out: &mut String, members: &[(String, Value)], rng: &mut Rng) {
         ws(out, rng);
     }
     out.push('}');
+}
+
+/// A body of these top-level members, spelled by the generator seeded with `seed`.
+fn body_text(members: &[(String, Value)], seed: u64) -> String {
+    let mut rng = Rng(seed | 1);
+    let mut input = String::new();
+    ws(&mut input, &mut rng);
+    write_object(&mut input, members, &mut rng);
+    ws(&mut input, &mut rng);
+    input
 }
 
 fn text() -> impl Strategy<Value = String> {
@@ -250,11 +261,7 @@ proptest! {
         generation in generation(),
         seed in any::<u64>(),
     ) {
-        let mut rng = Rng(seed | 1);
-        let mut input = String::new();
-        ws(&mut input, &mut rng);
-        write_object(&mut input, &members, &mut rng);
-        ws(&mut input, &mut rng);
+        let input = body_text(&members, seed);
 
         let ex = extract(Api::ChatCompletions, input.as_bytes())
             .map_err(|e| TestCaseError::fail(format!("{e}: {input}")))?;
@@ -282,6 +289,30 @@ proptest! {
             if !nested {
                 prop_assert_eq!(String::from_utf8_lossy(&out), want);
             }
+        }
+    }
+
+    #[test]
+    fn set_model_changes_only_the_top_level_model(
+        members in body_members(),
+        seed in any::<u64>(),
+    ) {
+        let input = body_text(&members, seed);
+
+        let out = set_model(input.as_bytes(), "p/m")
+            .ok_or_else(|| TestCaseError::fail(format!("refused: {input}")))?;
+        prop_assert_eq!(out.len(), out.capacity());
+        let mut want: Value = serde_json::from_str(&input).unwrap();
+        want["model"] = Value::String("p/m".into());
+        let parsed_out: Value = serde_json::from_slice(&out)
+            .map_err(|e| TestCaseError::fail(format!("{e}: {}", String::from_utf8_lossy(&out))))?;
+        prop_assert_eq!(&parsed_out, &want, "input: {}", input);
+        let nested = members.iter().any(|(k, v)| k != "model" && v.to_string().contains("inworld/r"));
+        if !nested {
+            let want = input
+                .replace(r#""inworld/r""#, r#""p/m""#)
+                .replace(r#""inworld\/r""#, r#""p/m""#);
+            prop_assert_eq!(String::from_utf8_lossy(&out), want);
         }
     }
 

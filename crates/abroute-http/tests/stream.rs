@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use abroute::Engine;
-use abroute_http::{AbrouteLayer, BoxError, Full, RouterOptions, UpstreamAttempt};
+use abroute_http::{AbrouteLayer, BoxError, Full, LayerOptions, UpstreamAttempt};
 use bytes::Bytes;
 use common::Rng;
 use common::*;
@@ -103,9 +103,9 @@ fn engine() -> Arc<Engine> {
     Arc::clone(ENGINE.get_or_init(|| engine_with(&[TWO])))
 }
 
-fn call(upstream: StreamUpstream, options: RouterOptions, path: &str, body: &str) -> Out {
+fn call(upstream: StreamUpstream, options: LayerOptions, path: &str, body: &str) -> Out {
     let mut svc = AbrouteLayer::new(engine())
-        .options(options)
+        .layer_options(options)
         .clock(|| Duration::from_millis(1234))
         .layer(upstream);
     let req: Request<Full> = post(path, body);
@@ -140,7 +140,7 @@ fn a_streamed_chat_ends_with_the_metadata_chunk_after_failover() {
     ]);
     let r = call(
         up.clone(),
-        RouterOptions::new().merge_metadata(true),
+        LayerOptions::new().merge_metadata(true),
         "/v1/chat/completions",
         STREAM_REQ,
     );
@@ -203,7 +203,7 @@ fn messages_and_responses_streams_get_the_abroute_metadata_event() {
     ] {
         let frames = vec![Bytes::from(before), Bytes::from(last)];
         let up = StreamUpstream::new(vec![Answer::Stream("text/event-stream", frames)]);
-        let r = call(up, RouterOptions::new().merge_metadata(true), path, body);
+        let r = call(up, LayerOptions::new().merge_metadata(true), path, body);
         let out = body_bytes(r.into_body());
         let text = std::str::from_utf8(&out).unwrap();
         let event = text
@@ -227,19 +227,19 @@ fn other_responses_pass_through_untouched() {
     let cases = [
         // Not an event stream.
         (
-            RouterOptions::new().merge_metadata(true),
+            LayerOptions::new().merge_metadata(true),
             Answer::Stream("text/plain", vec![Bytes::from(stream.clone())]),
             200,
         ),
         // Merging is off.
         (
-            RouterOptions::new(),
+            LayerOptions::new(),
             Answer::Stream("text/event-stream", vec![Bytes::from(stream.clone())]),
             200,
         ),
         // An error status, passed on after every attempt failed.
         (
-            RouterOptions::new().merge_metadata(true),
+            LayerOptions::new().merge_metadata(true),
             Answer::Status(503),
             503,
         ),
@@ -341,7 +341,7 @@ fn through_layer(frames: Vec<Bytes>) -> Bytes {
     let up = StreamUpstream::new(vec![Answer::Stream("text/event-stream", frames)]);
     let r = call(
         up,
-        RouterOptions::new().merge_metadata(true),
+        LayerOptions::new().merge_metadata(true),
         "/v1/chat/completions",
         STREAM_REQ,
     );
@@ -457,7 +457,7 @@ fn measure_the_cost_per_frame() {
             let up = StreamUpstream::new(vec![Answer::Stream("text/event-stream", frames.clone())]);
             let r = call(
                 up,
-                RouterOptions::new().merge_metadata(merge),
+                LayerOptions::new().merge_metadata(merge),
                 "/v1/chat/completions",
                 STREAM_REQ,
             );

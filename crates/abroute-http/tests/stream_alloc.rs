@@ -14,7 +14,7 @@ use std::pin::{Pin, pin};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use abroute_http::{AbrouteLayer, BoxError, Full, RouterOptions};
+use abroute_http::{AbrouteLayer, BoxError, Full, LayerOptions};
 use bytes::{Bytes, BytesMut};
 use common::*;
 use http::{Request, Response};
@@ -108,7 +108,7 @@ fn run(stream: &str, frames: VecDeque<Bytes>) -> (u64, Vec<u8>) {
     let n = frames.len();
     let engine = engine_with(&[FAILOVER]);
     let mut svc = AbrouteLayer::new(engine)
-        .options(RouterOptions::new().merge_metadata(true))
+        .layer_options(LayerOptions::new().merge_metadata(true))
         .clock(|| Duration::from_millis(1))
         .layer(Upstream(std::sync::Arc::new(std::sync::Mutex::new(Some(
             frames,

@@ -252,7 +252,7 @@ fn no_templates_no_change() {
 #[test]
 fn routed_requests_get_their_variants_templates() {
     use abroute::{Engine, RouterConfig};
-    use abroute_http::{RenderedGeneration, RouterOptions, Routing};
+    use abroute_http::{Prepared, RouterOptions, Routing};
     let engine = Engine::new();
     engine
         .upsert(
@@ -301,17 +301,18 @@ fn routed_requests_get_their_variants_templates() {
         route("gold"),
         r#"{"model":"openai/gpt-4.1","messages":[{"content":"Gold Ava loves tea.","role":"system"},{"role":"user","content":"hi"}]}"#
     );
-    // The parsed templates live in the router's extension slot.
+    // The parsed templates live in the router's extension slot, by route index (0: `gold`,
+    // 1: the default route) and variant index.
     let loaded = snapshot.router("agents").unwrap();
-    let rendered = RenderedGeneration::of(loaded).unwrap();
+    let rendered = Prepared::of(loaded).unwrap();
     assert_eq!(
         rendered
-            .templates("gold", 0)
+            .templates(0, 0)
             .unwrap()
             .variables()
             .collect::<Vec<_>>(),
         ["agent_name", "item"]
     );
-    assert_eq!(rendered.templates("default", 0).unwrap().len(), 1);
-    assert!(rendered.templates("default", 1).is_none());
+    assert_eq!(rendered.templates(1, 0).unwrap().len(), 1);
+    assert!(rendered.templates(1, 1).is_none());
 }

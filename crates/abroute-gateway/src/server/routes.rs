@@ -19,7 +19,6 @@ use tower::Service;
 
 use super::TokioTimer;
 use super::management::management;
-use crate::host::GatewayHost;
 use crate::telemetry::{self, Observe};
 use crate::upstream::{UpstreamBody, UpstreamService};
 
@@ -32,10 +31,6 @@ pub(super) struct AppState {
     pub(super) engine: Arc<Engine>,
     /// The management API.
     pub(super) api: Arc<ManagementApi>,
-    /// The management API's host: which routers may change, and where changes go.
-    pub(super) host: Arc<GatewayHost>,
-    /// The keys the management API checks (with the internal key when auth is off).
-    pub(super) keys: ApiKeys,
     /// With auth off: the internal key put on every management request.
     pub(super) internal_key: Option<HeaderValue>,
     /// What chat and `/v1/models` check; `None` with auth off.

@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use abroute::{Change, Engine, RouterConfig, ValidationOptions};
-use abroute_http::{AbrouteLayer, ApiKeys, RouterOptions};
+use abroute_http::{AbrouteLayer, ApiKeys, LayerOptions, RouterOptions};
 use tokio::sync::oneshot;
 use tower::Layer;
 
@@ -70,7 +70,6 @@ pub(super) async fn start(
     let api = management_api(
         &engine,
         &host,
-        &store,
         &keys.api,
         validation,
         config.limits.max_body_bytes,
@@ -78,8 +77,6 @@ pub(super) async fn start(
     let state = Arc::new(AppState {
         engine: Arc::clone(&engine),
         api,
-        host,
-        keys: keys.api,
         internal_key: keys.internal,
         chat_keys: keys.chat,
         chat,
@@ -242,19 +239,22 @@ fn chat_layer(
     chat_keys: Option<&ApiKeys>,
     upstream: UpstreamService,
 ) -> ChatService {
-    let mut router_options = RouterOptions::new()
-        .model_prefix(config.routing.model_prefix.clone())
-        .max_body_bytes(config.limits.max_body_bytes)
-        .strip_provider(config.routing.strip_provider)
+    let layer_options = LayerOptions::new()
         .merge_metadata(config.routing.merge_metadata)
         .record_extension(true)
         .attempt_timeout(config.limits.attempt_timeout);
+    let mut router_options = RouterOptions::new()
+        .model_prefix(config.routing.model_prefix.clone())
+        .max_body_bytes(config.limits.max_body_bytes)
+        .strip_provider(config.routing.strip_provider);
     if let Some(h) = &config.routing.user_header
         && let Ok(name) = http::HeaderName::from_bytes(h.as_bytes())
     {
         router_options = router_options.user_header(name);
     }
-    let mut layer = AbrouteLayer::new(Arc::clone(engine)).options(router_options);
+    let mut layer = AbrouteLayer::new(Arc::clone(engine))
+        .options(router_options)
+        .layer_options(layer_options);
     if let Some(k) = chat_keys {
         layer = layer.keys(k.clone());
     }

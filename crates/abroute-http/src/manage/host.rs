@@ -19,7 +19,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 
-use abroute::{ConfigErrors, Engine, RouterConfig};
+use abroute::{ConfigErrors, Engine, RouterConfig, Snapshot};
 
 /// What the router must be for a change to apply: the compare of a compare-and-set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +76,22 @@ impl RouterChange {
     pub fn expect(&self) -> Expect {
         match self {
             RouterChange::Put { expect, .. } | RouterChange::Delete { expect, .. } => *expect,
+        }
+    }
+
+    /// Checks the expectation against the router `snapshot` holds under its name: what a host
+    /// that applies changes to an engine does just before applying one, while no other change
+    /// can be applied.
+    ///
+    /// # Errors
+    ///
+    /// [`CommitError::Conflict`] with the router's version in `snapshot` when it fails.
+    pub fn check(&self, snapshot: &Snapshot) -> Result<(), CommitError> {
+        let current = snapshot.router(self.name()).map(|r| r.compiled().version());
+        if self.expect().holds(current) {
+            Ok(())
+        } else {
+            Err(CommitError::Conflict { current })
         }
     }
 }
@@ -167,14 +183,7 @@ impl EngineHost {
     /// engine refuses the config.
     pub fn apply(&self, change: RouterChange) -> Result<Committed, CommitError> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let current = self
-            .engine
-            .load()
-            .router(change.name())
-            .map(|r| r.compiled().version());
-        if !change.expect().holds(current) {
-            return Err(CommitError::Conflict { current });
-        }
+        change.check(&self.engine.load())?;
         let version = match change {
             RouterChange::Put { config, .. } => {
                 self.engine.upsert(config).map_err(CommitError::Invalid)?

@@ -8,7 +8,7 @@
 //! | update | `PATCH /router/v1/routers/{name}?update_mask=displayName,routes,defaultRoute,defaults` | write |
 //! | delete | `DELETE /router/v1/routers/{name}` | write |
 //!
-//! Each handler is a plain method `http::Request<Bytes> -> http::Response<Bytes>` on
+//! Each handler is an async method `http::Request<Bytes> -> http::Response<Bytes>` on
 //! [`ManagementApi`]; [`ManagementApi::handle`] dispatches by method and path, and
 //! [`ManagementService`] is a tower service over it that reads the body with a limit. Names
 //! are accepted bare (`my-router`) or as `routers/my-router`, in the body and in the path.
@@ -16,10 +16,16 @@
 //! **Every change is checked in full before anything happens**: the body is read with
 //! [`RouterConfig::from_json`] (every structural problem at once) and compiled with the
 //! configured [`ValidationOptions`] (every semantic problem). A 400 lists every problem with its
-//! JSON path. Then the [`RouterStore`] saves the change, and only then does the engine swap, so
-//! a change that was answered 200 survives a restart. A store that fails gets 503 and the
-//! engine is left as it was. Writes are serialized by a mutex of the API (reads and routing
-//! never take it).
+//! JSON path. Then the change goes to the API's [`RouterHost`] ([`host`]) as one
+//! [`RouterChange`] with a compare-and-set [`Expect`]ation: a create expects the router absent,
+//! an update and a delete the version they read. The host makes it durable and live (a store
+//! first, then the engine; [`EngineHost`] straight into an engine), so a change that was
+//! answered 200 survives a restart of a host that persists. The API reads routers from the
+//! engine's snapshot and never writes the engine or a store itself. A host that cannot record
+//! the change gets 503 and nothing changes; an update that lost a race with another writer is
+//! merged again onto what is there now (a few times at most). Before an authorized write the
+//! host is asked whether the router may change at all ([`RouterHost::may_change`]: 409
+//! `FAILED_PRECONDITION` with its reason).
 //!
 //! Create and update answer with a long-running operation that is already done:
 //! `{"name": "operations/...", "metadata": {"router", "version", "operation"}, "done": true,
@@ -32,15 +38,17 @@
 //! protobuf spelling) or `*` for all four; any other path, `name` included, is refused. A field
 //! in the mask and absent from the body is cleared. Without a mask, the fields present in the
 //! body are updated (AIP-134).
+//!
+//! With [`ManagementApi::idempotent_create`], creating a router that is loaded with exactly the
+//! config given answers done, unchanged (`"unchanged": true` in the operation's metadata),
+//! instead of 409: a setup script can run its create again.
 
 pub mod host;
 
-use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use abroute::{ConfigErrors, Engine, RouterConfig, ValidationOptions};
@@ -53,7 +61,10 @@ use tower::Service;
 
 use crate::auth::{ApiKeys, AuthError, Permission};
 use crate::body::{Full, ReadError, content_length, read_limited};
-use crate::route::DEFAULT_MAX_BODY_BYTES;
+use crate::options::DEFAULT_MAX_BODY_BYTES;
+#[cfg(doc)]
+use host::EngineHost;
+use host::{CommitError, Expect, RouterChange, RouterHost};
 
 /// The default path prefix of the API.
 pub const DEFAULT_BASE_PATH: &str = "/router/v1";
@@ -62,144 +73,19 @@ pub const DEFAULT_PAGE_SIZE: usize = 50;
 /// The largest page size of `list`; larger requests are clamped.
 pub const MAX_PAGE_SIZE: usize = 1000;
 
-/// Persistence for routers, implemented by the host.
-///
-/// The API calls it *before* the engine swaps, so what it saved is what a restart loads
-/// ([`ManagementApi::load_from_store`]). Calls are made one at a time (writes are serialized)
-/// and synchronously: a host whose storage is asynchronous blocks in place (the API runs on
-/// whatever thread the host calls it from).
-pub trait RouterStore: Send + Sync {
-    /// Saves a router (created or updated), replacing any with the same name.
-    ///
-    /// # Errors
-    ///
-    /// When the router could not be saved; the change is then refused (503).
-    fn save(&self, router: &RouterConfig) -> Result<(), StoreError>;
+/// How many times an update is merged again onto a router that changed meanwhile (and a
+/// delete retried on its new version) before the API gives up with 409 `ABORTED`.
+const MAX_WRITE_TRIES: usize = 4;
 
-    /// Deletes the router `name` (bare). Deleting a router that is not stored is not an error.
-    ///
-    /// # Errors
-    ///
-    /// When the deletion could not be recorded; it is then refused (503).
-    fn delete(&self, name: &str) -> Result<(), StoreError>;
-
-    /// Every stored router, for startup.
-    ///
-    /// # Errors
-    ///
-    /// When the store cannot be read.
-    fn load(&self) -> Result<Vec<RouterConfig>, StoreError>;
-}
-
-/// A store failure. Its message is for the host's logs; clients get a generic 503.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StoreError(String);
-
-impl StoreError {
-    /// A failure described by `message`.
-    pub fn new(message: impl Into<String>) -> StoreError {
-        StoreError(message.into())
-    }
-}
-
-impl std::fmt::Display for StoreError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "router store: {}", self.0)
-    }
-}
-
-impl std::error::Error for StoreError {}
-
-/// An in-memory [`RouterStore`], **for tests only**: nothing survives the process. It can be
-/// told to fail, to test the failure path.
-#[derive(Debug, Default)]
-pub struct MemoryStore {
-    routers: Mutex<BTreeMap<String, RouterConfig>>,
-    failing: AtomicBool,
-}
-
-impl MemoryStore {
-    /// An empty store.
-    pub fn new() -> MemoryStore {
-        MemoryStore::default()
-    }
-
-    /// Makes every later call fail (or succeed again).
-    pub fn set_failing(&self, failing: bool) {
-        self.failing.store(failing, Ordering::SeqCst);
-    }
-
-    /// The stored names, sorted.
-    pub fn names(&self) -> Vec<String> {
-        self.lock().keys().cloned().collect()
-    }
-
-    /// The stored router `name`.
-    pub fn get(&self, name: &str) -> Option<RouterConfig> {
-        self.lock().get(name).cloned()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, RouterConfig>> {
-        self.routers.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn check(&self) -> Result<(), StoreError> {
-        if self.failing.load(Ordering::SeqCst) {
-            Err(StoreError::new("the memory store was told to fail"))
-        } else {
-            Ok(())
-        }
-    }
-}
-
-impl RouterStore for MemoryStore {
-    fn save(&self, router: &RouterConfig) -> Result<(), StoreError> {
-        self.check()?;
-        self.lock().insert(router.name.clone(), router.clone());
-        Ok(())
-    }
-
-    fn delete(&self, name: &str) -> Result<(), StoreError> {
-        self.check()?;
-        self.lock().remove(name);
-        Ok(())
-    }
-
-    fn load(&self) -> Result<Vec<RouterConfig>, StoreError> {
-        self.check()?;
-        Ok(self.lock().values().cloned().collect())
-    }
-}
-
-/// Why [`ManagementApi::load_from_store`] failed.
-#[derive(Debug)]
-pub enum LoadError {
-    /// The store could not be read.
-    Store(StoreError),
-    /// A stored router is invalid (with every problem; paths start with its index).
-    Config(ConfigErrors),
-}
-
-impl std::fmt::Display for LoadError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            LoadError::Store(e) => write!(f, "{e}"),
-            LoadError::Config(e) => write!(f, "stored routers are invalid:\n{e}"),
-        }
-    }
-}
-
-impl std::error::Error for LoadError {}
-
-/// The management API over an engine and a store.
+/// The management API: reads routers from an engine, hands changes to a [`RouterHost`].
 pub struct ManagementApi {
     engine: Arc<Engine>,
-    store: Arc<dyn RouterStore>,
+    host: Arc<dyn RouterHost>,
     keys: ApiKeys,
     validation: ValidationOptions,
     base: String,
     max_body_bytes: usize,
-    writer: Mutex<()>,
+    idempotent_create: bool,
 }
 
 impl std::fmt::Debug for ManagementApi {
@@ -209,7 +95,27 @@ impl std::fmt::Debug for ManagementApi {
             .field("validation", &self.validation)
             .field("base", &self.base)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("idempotent_create", &self.idempotent_create)
             .finish_non_exhaustive()
+    }
+}
+
+/// 401 `UNAUTHENTICATED` (with the schemes to use) or 403 `PERMISSION_DENIED`: the one mapping
+/// of [`AuthError`] to an answer in the management API's Google shape.
+impl From<AuthError> for MgmtError {
+    fn from(e: AuthError) -> MgmtError {
+        match e {
+            AuthError::Unauthorized => MgmtError::new(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "a valid API key is required: `Authorization: Basic <key>` or `Bearer <key>`",
+            ),
+            AuthError::Forbidden(p) => MgmtError::new(
+                StatusCode::FORBIDDEN,
+                "PERMISSION_DENIED",
+                format!("this API key does not have the {} permission", p.as_str()),
+            ),
+        }
     }
 }
 
@@ -261,21 +167,6 @@ impl MgmtError {
         )
     }
 
-    fn auth(e: AuthError) -> MgmtError {
-        match e {
-            AuthError::Unauthorized => MgmtError::new(
-                StatusCode::UNAUTHORIZED,
-                "UNAUTHENTICATED",
-                "a valid API key is required: `Authorization: Basic <key>` or `Bearer <key>`",
-            ),
-            AuthError::Forbidden(p) => MgmtError::new(
-                StatusCode::FORBIDDEN,
-                "PERMISSION_DENIED",
-                format!("this API key does not have the {} permission", p.as_str()),
-            ),
-        }
-    }
-
     fn not_found(name: &str) -> MgmtError {
         MgmtError::new(
             StatusCode::NOT_FOUND,
@@ -284,14 +175,41 @@ impl MgmtError {
         )
     }
 
-    fn store(e: &StoreError) -> MgmtError {
-        // The store's message may hold paths or hosts: it is for the host, not the client.
-        let _ = e;
+    /// 503: the host could not record the change. Its message may hold paths or hosts: it
+    /// is for the host's logs, not the client.
+    fn unavailable() -> MgmtError {
         MgmtError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "UNAVAILABLE",
             "the router store failed; nothing was changed",
         )
+    }
+
+    fn already_exists(name: &str) -> MgmtError {
+        MgmtError::new(
+            StatusCode::CONFLICT,
+            "ALREADY_EXISTS",
+            format!("router {name:?} already exists; update it with PATCH"),
+        )
+    }
+
+    /// 409 `ABORTED`: the router changed under every try of a write.
+    fn aborted(name: &str) -> MgmtError {
+        MgmtError::new(
+            StatusCode::CONFLICT,
+            "ABORTED",
+            format!("router {name:?} kept changing while this change was made; try again"),
+        )
+    }
+
+    /// What a failed commit answers (a conflict is each operation's own).
+    fn commit(e: CommitError, name: &str) -> MgmtError {
+        match e {
+            CommitError::Conflict { current: None } => MgmtError::not_found(name),
+            CommitError::Conflict { current: Some(_) } => MgmtError::aborted(name),
+            CommitError::Unavailable(_) => MgmtError::unavailable(),
+            CommitError::Invalid(e) => MgmtError::from_config(&e),
+        }
     }
 
     fn response(&self) -> Response<Bytes> {
@@ -413,19 +331,19 @@ enum Target<'p> {
 }
 
 impl ManagementApi {
-    /// An API over `engine` and `store`, authorizing with `keys`, validating with the engine's
-    /// own [`ValidationOptions`] ([`Engine::options`]), so that a change the API accepts is one
-    /// the engine accepts.
-    pub fn new(engine: Arc<Engine>, store: Arc<dyn RouterStore>, keys: ApiKeys) -> ManagementApi {
+    /// An API reading routers from `engine` and handing changes to `host`, authorizing with
+    /// `keys`, validating with the engine's own [`ValidationOptions`] ([`Engine::options`]), so
+    /// that a change the API accepts is one the engine accepts.
+    pub fn new(engine: Arc<Engine>, host: Arc<dyn RouterHost>, keys: ApiKeys) -> ManagementApi {
         let validation = *engine.options();
         ManagementApi {
             engine,
-            store,
+            host,
             keys,
             validation,
             base: DEFAULT_BASE_PATH.to_owned(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            writer: Mutex::new(()),
+            idempotent_create: false,
         }
     }
 
@@ -449,16 +367,12 @@ impl ManagementApi {
         self
     }
 
-    /// Loads every stored router into the engine, all or nothing (for startup).
-    ///
-    /// # Errors
-    ///
-    /// When the store cannot be read or a stored router is invalid; the engine is then
-    /// unchanged.
-    pub fn load_from_store(&self) -> Result<u64, LoadError> {
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let routers = self.store.load().map_err(LoadError::Store)?;
-        self.engine.replace_all(routers).map_err(LoadError::Config)
+    /// Answers a create of a router that is loaded with exactly the config given as done,
+    /// unchanged (`"unchanged": true` in the operation's metadata, the loaded version), instead
+    /// of 409 (off by default).
+    pub fn idempotent_create(mut self, on: bool) -> ManagementApi {
+        self.idempotent_create = on;
+        self
     }
 
     fn target<'p>(&self, path: &'p str) -> Target<'p> {
@@ -497,14 +411,19 @@ impl ManagementApi {
     }
 
     fn authorize(&self, req: &Request<Bytes>, p: Permission) -> Result<(), MgmtError> {
-        self.keys
-            .authorize(req.headers(), p)
-            .map_err(MgmtError::auth)
+        Ok(self.keys.authorize(req.headers(), p)?)
+    }
+
+    /// Whether the host lets router `name` change (asked of authorized writes only).
+    fn may_change(&self, name: &str) -> Result<(), MgmtError> {
+        self.host
+            .may_change(name)
+            .map_err(|reason| MgmtError::new(StatusCode::CONFLICT, "FAILED_PRECONDITION", reason))
     }
 
     /// Dispatches by method and path: the five operations, 404 elsewhere, 405 for a method an
     /// endpoint does not have.
-    pub fn handle(&self, req: Request<Bytes>) -> Response<Bytes> {
+    pub async fn handle(&self, req: Request<Bytes>) -> Response<Bytes> {
         let method_not_allowed = |allow: &'static str| {
             let mut r = MgmtError::new(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -518,14 +437,14 @@ impl ManagementApi {
         };
         match self.target(req.uri().path()) {
             Target::Collection => match *req.method() {
-                Method::POST => self.create(req),
-                Method::GET => self.list(req),
+                Method::POST => self.create(req).await,
+                Method::GET => self.list(req).await,
                 _ => method_not_allowed("GET, POST"),
             },
             Target::Router(_) => match *req.method() {
-                Method::GET => self.get(req),
-                Method::PATCH => self.update(req),
-                Method::DELETE => self.delete(req),
+                Method::GET => self.get(req).await,
+                Method::PATCH => self.update(req).await,
+                Method::DELETE => self.delete(req).await,
                 _ => method_not_allowed("GET, PATCH, DELETE"),
             },
             Target::Other => {
@@ -535,69 +454,64 @@ impl ManagementApi {
     }
 
     /// `POST /router/v1/routers`: creates the router in the body (409 if it exists).
-    pub fn create(&self, req: Request<Bytes>) -> Response<Bytes> {
-        answer(self.try_create(&req))
+    pub async fn create(&self, req: Request<Bytes>) -> Response<Bytes> {
+        answer(self.try_create(&req).await)
     }
 
-    fn try_create(&self, req: &Request<Bytes>) -> Result<Response<Bytes>, MgmtError> {
+    async fn try_create(&self, req: &Request<Bytes>) -> Result<Response<Bytes>, MgmtError> {
         self.authorize(req, Permission::Write)?;
+        // The name read leniently, so that a router the host protects is refused as such
+        // whatever else is wrong with the body.
+        if let Some(name) = lenient_name(req.body()) {
+            self.may_change(&name)?;
+        }
         let text = std::str::from_utf8(req.body())
             .map_err(|_| MgmtError::invalid("the body is not UTF-8", Vec::new()))?;
         let config = RouterConfig::from_json(text).map_err(|e| MgmtError::from_config(&e))?;
+        if self.idempotent_create
+            && let Some(response) = self.unchanged(&config)
+        {
+            return Ok(response);
+        }
         config
             .compile_with(&self.validation)
             .map_err(|e| MgmtError::from_config(&e))?;
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         if self.engine.load().router(&config.name).is_some() {
-            return Err(MgmtError::new(
-                StatusCode::CONFLICT,
-                "ALREADY_EXISTS",
-                format!(
-                    "router {:?} already exists; update it with PATCH",
-                    config.name
-                ),
-            ));
+            return Err(MgmtError::already_exists(&config.name));
         }
-        self.commit(config, "create", None)
+        let name = config.name.clone();
+        let response_router = serde_json::to_value(&config).unwrap_or(Value::Null);
+        let change = RouterChange::Put {
+            config,
+            expect: Expect::Absent,
+        };
+        match self.host.commit(change).await {
+            Ok(c) => Ok(operation(
+                "create",
+                &name,
+                c.version,
+                response_router,
+                false,
+            )),
+            Err(CommitError::Conflict { .. }) => Err(MgmtError::already_exists(&name)),
+            Err(e) => Err(MgmtError::commit(e, &name)),
+        }
     }
 
-    /// Saves, then swaps; on a (never expected) engine refusal, puts the store back.
-    fn commit(
-        &self,
-        config: RouterConfig,
-        operation: &str,
-        previous: Option<RouterConfig>,
-    ) -> Result<Response<Bytes>, MgmtError> {
-        self.store.save(&config).map_err(|e| MgmtError::store(&e))?;
-        let response_router = serde_json::to_value(&config).unwrap_or(Value::Null);
-        let name = config.name.clone();
-        match self.engine.upsert(config) {
-            Ok(version) => Ok(json_response(
-                StatusCode::OK,
-                &json!({
-                    "name": format!("operations/{operation}-{name}-v{version}"),
-                    "metadata": {
-                        "router": format!("routers/{name}"),
-                        "version": version,
-                        "operation": operation,
-                    },
-                    "done": true,
-                    "response": response_router,
-                }),
-            )),
-            Err(e) => {
-                // The engine validates with its own options; put the store back as it was.
-                let _ = match previous {
-                    Some(p) => self.store.save(&p),
-                    None => self.store.delete(&name),
-                };
-                Err(MgmtError::from_config(&e))
-            }
+    /// The answer to a create of a router loaded with exactly `config`, if it is.
+    fn unchanged(&self, config: &RouterConfig) -> Option<Response<Bytes>> {
+        let snapshot = self.engine.load();
+        let loaded = snapshot.router(&config.name)?;
+        if loaded.config() != config {
+            return None;
         }
+        let version = loaded.compiled().version();
+        let router = serde_json::to_value(config).unwrap_or(Value::Null);
+        Some(operation("create", &config.name, version, router, true))
     }
 
     /// `GET /router/v1/routers?page_size=N&page_token=T`: routers in name order.
-    pub fn list(&self, req: Request<Bytes>) -> Response<Bytes> {
+    pub async fn list(&self, req: Request<Bytes>) -> Response<Bytes> {
         answer(self.try_list(&req))
     }
 
@@ -652,7 +566,7 @@ impl ManagementApi {
     }
 
     /// `GET /router/v1/routers/{name}`.
-    pub fn get(&self, req: Request<Bytes>) -> Response<Bytes> {
+    pub async fn get(&self, req: Request<Bytes>) -> Response<Bytes> {
         answer(self.try_get(&req))
     }
 
@@ -670,131 +584,218 @@ impl ManagementApi {
     }
 
     /// `PATCH /router/v1/routers/{name}?update_mask=...`.
-    pub fn update(&self, req: Request<Bytes>) -> Response<Bytes> {
-        answer(self.try_update(&req))
+    pub async fn update(&self, req: Request<Bytes>) -> Response<Bytes> {
+        answer(self.try_update(&req).await)
     }
 
-    fn try_update(&self, req: &Request<Bytes>) -> Result<Response<Bytes>, MgmtError> {
+    async fn try_update(&self, req: &Request<Bytes>) -> Result<Response<Bytes>, MgmtError> {
         self.authorize(req, Permission::Write)?;
         let name = self.router_name(req)?;
-        let body: Value = serde_json::from_slice(req.body()).map_err(|e| {
-            MgmtError::invalid(
-                format!("the body is not valid JSON: {e}"),
-                vec![(String::new(), e.to_string())],
-            )
-        })?;
-        let Value::Object(body) = body else {
-            return Err(MgmtError::invalid(
-                "the body must be a router object",
-                vec![(String::new(), "expected an object".into())],
-            ));
-        };
-        let mut violations = Vec::new();
-        for key in body.keys() {
-            let known = key == "name" || FIELDS.iter().any(|(a, b)| key == a || key == b);
-            if !known {
-                violations.push((
-                    key.clone(),
-                    format!(
-                        "unknown field `{key}`, expected one of `name`, `displayName`, `routes`, \
-                         `defaultRoute`, `defaults`"
-                    ),
-                ));
+        self.may_change(name)?;
+        let update = update_request(req, name)?;
+        for _ in 0..MAX_WRITE_TRIES {
+            // What the router is now; the merge is made again onto a newer version when the
+            // router changed before the commit.
+            let (existing, version) = {
+                let snapshot = self.engine.load();
+                let loaded = snapshot
+                    .router(name)
+                    .ok_or_else(|| MgmtError::not_found(name))?;
+                (loaded.config().clone(), loaded.compiled().version())
+            };
+            let config = merge(&existing, &update)?;
+            config
+                .compile_with(&self.validation)
+                .map_err(|e| MgmtError::from_config(&e))?;
+            let response_router = serde_json::to_value(&config).unwrap_or(Value::Null);
+            let change = RouterChange::Put {
+                config,
+                expect: Expect::Version(version),
+            };
+            match self.host.commit(change).await {
+                Ok(c) => return Ok(operation("update", name, c.version, response_router, false)),
+                Err(CommitError::Conflict { current: Some(_) }) => {}
+                Err(e) => return Err(MgmtError::commit(e, name)),
             }
         }
-        for (a, b) in FIELDS {
-            if a != b && body.contains_key(a) && body.contains_key(b) {
-                violations.push((
-                    a.to_owned(),
-                    format!("`{a}` and `{b}` are two spellings of the same field; give only one"),
-                ));
-            }
-        }
-        match body.get("name") {
-            None | Some(Value::Null) => {}
-            Some(Value::String(n)) if n.strip_prefix("routers/").unwrap_or(n) == name => {}
-            Some(_) => violations.push((
-                "name".into(),
-                format!("the name cannot change; it must be {name:?} as in the path, or absent"),
-            )),
-        }
-        let mask: Vec<(&str, &str)> = match query_param(req, &["update_mask", "updateMask"]) {
-            Some(m) => {
-                let mut fields = Vec::new();
-                for path in m.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                    if path == "*" {
-                        fields.extend(FIELDS);
-                    } else if let Some(f) = FIELDS.iter().find(|(a, b)| path == *a || path == *b) {
-                        fields.push(*f);
-                    } else {
-                        violations.push((
-                            "update_mask".into(),
-                            format!(
-                                "`{path}` cannot be updated; the mask may name displayName, \
-                                 routes, defaultRoute and defaults"
-                            ),
-                        ));
-                    }
-                }
-                fields
-            }
-            None => FIELDS
-                .into_iter()
-                .filter(|(a, b)| body.contains_key(*a) || body.contains_key(*b))
-                .collect(),
-        };
-        if !violations.is_empty() {
-            let n = violations.len();
-            return Err(MgmtError::invalid(
+        Err(MgmtError::aborted(name))
+    }
+}
+
+/// The `name` of a create's body, read leniently (any JSON object with a string `name`;
+/// other members are not looked at), bare.
+fn lenient_name(body: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        name: Option<String>,
+    }
+    let name = serde_json::from_slice::<Named>(body).ok()?.name?;
+    Some(name.strip_prefix("routers/").unwrap_or(&name).to_owned())
+}
+
+/// A create's or an update's answer: a long-running operation that is already done.
+fn operation(
+    operation: &str,
+    name: &str,
+    version: u64,
+    router: Value,
+    unchanged: bool,
+) -> Response<Bytes> {
+    let mut metadata = json!({
+        "router": format!("routers/{name}"),
+        "version": version,
+        "operation": operation,
+    });
+    if unchanged {
+        metadata["unchanged"] = Value::Bool(true);
+    }
+    json_response(
+        StatusCode::OK,
+        &json!({
+            "name": format!("operations/{operation}-{name}-v{version}"),
+            "metadata": metadata,
+            "done": true,
+            "response": router,
+        }),
+    )
+}
+
+/// What an update changes: the fields of its mask (or, without one, those in the body), to the
+/// body's values.
+struct Update {
+    body: Map<String, Value>,
+    /// Each field in both spellings.
+    mask: Vec<(&'static str, &'static str)>,
+}
+
+/// The update a PATCH asks for, with everything wrong with it at once.
+fn update_request(req: &Request<Bytes>, name: &str) -> Result<Update, MgmtError> {
+    let body: Value = serde_json::from_slice(req.body()).map_err(|e| {
+        MgmtError::invalid(
+            format!("the body is not valid JSON: {e}"),
+            vec![(String::new(), e.to_string())],
+        )
+    })?;
+    let Value::Object(body) = body else {
+        return Err(MgmtError::invalid(
+            "the body must be a router object",
+            vec![(String::new(), "expected an object".into())],
+        ));
+    };
+    let mut violations = Vec::new();
+    for key in body.keys() {
+        let known = key == "name" || FIELDS.iter().any(|(a, b)| key == a || key == b);
+        if !known {
+            violations.push((
+                key.clone(),
                 format!(
-                    "the update has {n} problem{}",
-                    if n == 1 { "" } else { "s" }
+                    "unknown field `{key}`, expected one of `name`, `displayName`, `routes`, \
+                         `defaultRoute`, `defaults`"
                 ),
-                violations,
             ));
         }
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        let snapshot = self.engine.load();
-        let existing = snapshot
-            .router(name)
-            .ok_or_else(|| MgmtError::not_found(name))?
-            .config()
-            .clone();
-        drop(snapshot);
-        let mut merged: Map<String, Value> = match serde_json::to_value(&existing) {
-            Ok(Value::Object(m)) => m,
-            _ => Map::new(),
-        };
-        for (a, b) in mask {
-            merged.remove(a);
-            merged.remove(b);
-            if let Some((k, v)) = body.get_key_value(a).or_else(|| body.get_key_value(b)) {
-                merged.insert(k.clone(), v.clone());
-            }
+    }
+    for (a, b) in FIELDS {
+        if a != b && body.contains_key(a) && body.contains_key(b) {
+            violations.push((
+                a.to_owned(),
+                format!("`{a}` and `{b}` are two spellings of the same field; give only one"),
+            ));
         }
-        let config = RouterConfig::from_value(&Value::Object(merged))
-            .map_err(|e| MgmtError::from_config(&e))?;
-        config
-            .compile_with(&self.validation)
-            .map_err(|e| MgmtError::from_config(&e))?;
-        self.commit(config, "update", Some(existing))
     }
+    match body.get("name") {
+        None | Some(Value::Null) => {}
+        Some(Value::String(n)) if n.strip_prefix("routers/").unwrap_or(n) == name => {}
+        Some(_) => violations.push((
+            "name".into(),
+            format!("the name cannot change; it must be {name:?} as in the path, or absent"),
+        )),
+    }
+    let mask: Vec<(&str, &str)> = match query_param(req, &["update_mask", "updateMask"]) {
+        Some(m) => {
+            let mut fields = Vec::new();
+            for path in m.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                if path == "*" {
+                    fields.extend(FIELDS);
+                } else if let Some(f) = FIELDS.iter().find(|(a, b)| path == *a || path == *b) {
+                    fields.push(*f);
+                } else {
+                    violations.push((
+                        "update_mask".into(),
+                        format!(
+                            "`{path}` cannot be updated; the mask may name displayName, \
+                                 routes, defaultRoute and defaults"
+                        ),
+                    ));
+                }
+            }
+            fields
+        }
+        None => FIELDS
+            .into_iter()
+            .filter(|(a, b)| body.contains_key(*a) || body.contains_key(*b))
+            .collect(),
+    };
+    if !violations.is_empty() {
+        let n = violations.len();
+        return Err(MgmtError::invalid(
+            format!(
+                "the update has {n} problem{}",
+                if n == 1 { "" } else { "s" }
+            ),
+            violations,
+        ));
+    }
+    Ok(Update { body, mask })
+}
 
+/// `existing` with the masked fields taken from the update's body (a field absent from the body
+/// is cleared), read back as a router.
+fn merge(existing: &RouterConfig, update: &Update) -> Result<RouterConfig, MgmtError> {
+    let Update { body, mask } = update;
+    let mut merged: Map<String, Value> = match serde_json::to_value(existing) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    for &(a, b) in mask {
+        merged.remove(a);
+        merged.remove(b);
+        if let Some((k, v)) = body.get_key_value(a).or_else(|| body.get_key_value(b)) {
+            merged.insert(k.clone(), v.clone());
+        }
+    }
+    RouterConfig::from_value(&Value::Object(merged)).map_err(|e| MgmtError::from_config(&e))
+}
+
+impl ManagementApi {
     /// `DELETE /router/v1/routers/{name}`: answers `{}`.
-    pub fn delete(&self, req: Request<Bytes>) -> Response<Bytes> {
-        answer(self.try_delete(&req))
+    pub async fn delete(&self, req: Request<Bytes>) -> Response<Bytes> {
+        answer(self.try_delete(&req).await)
     }
 
-    fn try_delete(&self, req: &Request<Bytes>) -> Result<Response<Bytes>, MgmtError> {
+    async fn try_delete(&self, req: &Request<Bytes>) -> Result<Response<Bytes>, MgmtError> {
         self.authorize(req, Permission::Write)?;
         let name = self.router_name(req)?;
-        let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
-        if self.engine.load().router(name).is_none() {
-            return Err(MgmtError::not_found(name));
+        self.may_change(name)?;
+        let mut version = self
+            .engine
+            .load()
+            .router(name)
+            .map(|r| r.compiled().version())
+            .ok_or_else(|| MgmtError::not_found(name))?;
+        for _ in 0..MAX_WRITE_TRIES {
+            let change = RouterChange::Delete {
+                name: name.to_owned(),
+                expect: Expect::Version(version),
+            };
+            match self.host.commit(change).await {
+                Ok(_) => return Ok(json_response(StatusCode::OK, &json!({}))),
+                // Changed meanwhile: what is there now is deleted.
+                Err(CommitError::Conflict { current: Some(v) }) => version = v,
+                Err(e) => return Err(MgmtError::commit(e, name)),
+            }
         }
-        self.store.delete(name).map_err(|e| MgmtError::store(&e))?;
-        self.engine.remove(name);
-        Ok(json_response(StatusCode::OK, &json!({})))
+        Err(MgmtError::aborted(name))
     }
 }
 
@@ -834,14 +835,14 @@ where
             if let Err(AuthError::Unauthorized) =
                 api.keys.authorize(&parts.headers, Permission::Read)
             {
-                return Ok(MgmtError::auth(AuthError::Unauthorized)
+                return Ok(MgmtError::from(AuthError::Unauthorized)
                     .response()
                     .map(Full::new));
             }
             let limit = api.max_body_bytes;
             let declared = content_length(&parts.headers);
             let response = match read_limited(body, limit, declared).await {
-                Ok(bytes) => api.handle(Request::from_parts(parts, bytes)),
+                Ok(bytes) => api.handle(Request::from_parts(parts, bytes)).await,
                 Err(ReadError::TooLarge) => MgmtError::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "RESOURCE_EXHAUSTED",

@@ -1,16 +1,20 @@
-//! Helpers shared by the behaviour tests: a poll loop, routers, a scripted upstream.
+//! Helpers shared by the behaviour tests: a poll loop, routers, a scripted upstream, a
+//! management host that records what it committed.
 #![allow(dead_code, missing_docs)]
 // Helpers run only inside tests; a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use abroute::{Engine, RouterConfig};
-use abroute_http::{BoxError, UpstreamAttempt};
+use abroute_http::{
+    BoxError, CommitError, CommitFuture, EngineHost, RouterChange, RouterHost, UpstreamAttempt,
+};
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body::{Body, Frame};
@@ -256,4 +260,111 @@ pub fn header<B>(r: &Response<B>, name: &str) -> String {
         .get(name)
         .map(|v| v.to_str().unwrap().to_owned())
         .unwrap_or_default()
+}
+
+/// A management host for tests: applies changes to an engine ([`EngineHost`]) and records what
+/// it committed, as a store would hold it. It can be told to fail (every commit is then
+/// refused as unavailable and nothing changes), to refuse changes to some routers
+/// ([`RouterHost::may_change`]), and to run something just before its next commit (another
+/// writer racing the API).
+pub struct TestHost {
+    engine: EngineHost,
+    stored: Mutex<BTreeMap<String, RouterConfig>>,
+    failing: AtomicBool,
+    protected: Mutex<BTreeMap<String, String>>,
+    before_commit: Mutex<Option<Box<dyn FnOnce() + Send>>>,
+    commits: Mutex<Vec<RouterChange>>,
+}
+
+impl TestHost {
+    pub fn new(engine: Arc<Engine>) -> TestHost {
+        TestHost {
+            engine: EngineHost::new(engine),
+            stored: Mutex::default(),
+            failing: AtomicBool::new(false),
+            protected: Mutex::default(),
+            before_commit: Mutex::default(),
+            commits: Mutex::default(),
+        }
+    }
+
+    /// Makes every later commit fail (or succeed again).
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    /// Refuses every change of router `name`, with `reason`.
+    pub fn protect(&self, name: &str, reason: &str) {
+        self.protected
+            .lock()
+            .unwrap()
+            .insert(name.to_owned(), reason.to_owned());
+    }
+
+    /// Runs `f` at the start of the next commit, before the expectation is checked.
+    pub fn before_next_commit(&self, f: impl FnOnce() + Send + 'static) {
+        *self.before_commit.lock().unwrap() = Some(Box::new(f));
+    }
+
+    /// The stored names, sorted.
+    pub fn names(&self) -> Vec<String> {
+        self.stored.lock().unwrap().keys().cloned().collect()
+    }
+
+    /// The stored router `name`.
+    pub fn get(&self, name: &str) -> Option<RouterConfig> {
+        self.stored.lock().unwrap().get(name).cloned()
+    }
+
+    /// Every stored router: what a restart loads.
+    pub fn stored(&self) -> Vec<RouterConfig> {
+        self.stored.lock().unwrap().values().cloned().collect()
+    }
+
+    /// Every change asked of the host, committed or not.
+    pub fn commits(&self) -> Vec<RouterChange> {
+        self.commits.lock().unwrap().clone()
+    }
+
+    fn apply(&self, change: RouterChange) -> Result<abroute_http::Committed, CommitError> {
+        self.commits.lock().unwrap().push(change.clone());
+        if let Some(f) = self.before_commit.lock().unwrap().take() {
+            f();
+        }
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(CommitError::Unavailable(
+                "the test host was told to fail".into(),
+            ));
+        }
+        let stored = match &change {
+            RouterChange::Put { config, .. } => Some(config.clone()),
+            RouterChange::Delete { .. } => None,
+        };
+        let name = change.name().to_owned();
+        let committed = self.engine.apply(change)?;
+        let mut all = self.stored.lock().unwrap();
+        match stored {
+            Some(config) => {
+                all.insert(name, config);
+            }
+            None => {
+                all.remove(&name);
+            }
+        }
+        Ok(committed)
+    }
+}
+
+impl RouterHost for TestHost {
+    fn may_change(&self, name: &str) -> Result<(), String> {
+        match self.protected.lock().unwrap().get(name) {
+            Some(reason) => Err(reason.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn commit(&self, change: RouterChange) -> CommitFuture<'_> {
+        let result = self.apply(change);
+        Box::pin(std::future::ready(result))
+    }
 }
