@@ -229,10 +229,7 @@ async fn commit(
     change: RouterChange,
 ) -> Result<Committed, CommitError> {
     let before = engine.load_full();
-    let current = before.router(change.name()).map(|r| r.compiled().version());
-    if !change.expect().holds(current) {
-        return Err(CommitError::Conflict { current });
-    }
+    change.check(&before)?;
     let unavailable = |e: crate::store::StoreError| CommitError::Unavailable(e.to_string());
     match change {
         RouterChange::Put { config, .. } => {

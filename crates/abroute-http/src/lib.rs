@@ -108,10 +108,6 @@ pub use stream::{Finish, Scan, SseScanner};
 pub use template::{MessageTemplates, TemplateError};
 pub use time::{Clock, MonotonicClock, NoTimer, TimedOut, Timer};
 
-/// The old name of [`Prepared`], which holds templates as well as generation parameters now.
-#[deprecated(note = "renamed to `Prepared`")]
-pub type RenderedGeneration = Prepared;
-
 /// The HTTP guide's examples (`docs/http.md`), compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/http.md")]

@@ -16,7 +16,7 @@ use abroute::{Attempt, AttemptPlan, Decision, DecisionRecord, LoadedRouter, Outc
 use crate::error::ApiError;
 use crate::extract::Api;
 use crate::intake::Request;
-use crate::prepared::{AttemptSettings, Prepared, route_index};
+use crate::prepared::{AttemptSettings, Prepared};
 use crate::response::DecisionHeaders;
 
 /// What the inner service is asked to do, in its request's extensions.
@@ -100,9 +100,7 @@ impl<'a> RoutePlan<'a> {
         now: Duration,
     ) -> Result<RoutePlan<'a>, ApiError> {
         let decision = router.compiled().decide(&request.ctx)?;
-        // The decision's route is one of the router's own, so it is found; were it not, no
-        // index would hold prepared data and the settings would be empty.
-        let route = route_index(router.compiled(), decision.route()).unwrap_or(usize::MAX);
+        let route = decision.route().index();
         Ok(RoutePlan {
             plan: decision.plan(&request.ctx, now),
             router,

@@ -2,22 +2,29 @@
 //!
 //! [`Prepared`] holds, for every variant of every route of one router, its effective generation
 //! parameters mapped and rendered for each API ([`GenerationParams`]) and its effective message
-//! templates parsed ([`MessageTemplates`]). It is indexed by position: routes as the compiled
-//! router orders them (the conditional routes in order, then the default route) and variants
-//! as each route lists them, so an attempt finds its data with two bounds checks.
+//! templates as ready-made bytes ([`MessageTemplates`]). It is built from what the core compiled
+//! ([`CompiledVariant::generation_config`](abroute::CompiledVariant::generation_config) and
+//! [`CompiledVariant::message_templates`](abroute::CompiledVariant::message_templates): the
+//! variant's own, else the router's `defaults`, checked once by validation), so the adapter
+//! has no rule of its own to disagree with. It is indexed by position
+//! ([`CompiledRoute::index`](abroute::CompiledRoute::index), then the variant's position in its
+//! route), so an attempt finds its data with two bounds checks.
 //!
-//! [`Prepared::of`] is the one place that builds it: for now in the router's
-//! [`LoadedRouter::extension`] slot, on the first request after the router changed. The
-//! rewrite ([`crate::rewrite()`]) takes plain data ([`Rewrite`]) and knows nothing of this.
+//! **When it is built.** A host that gives the engine [`Prepared::preparer`]
+//! (`EngineConfig::prepare`, as the gateway does) has it built when a router is published, off
+//! the request path. Otherwise [`Prepared::of`] builds it on the first request after the router
+//! changed, in the router's extension slot ([`LoadedRouter::extension`]). The rewrite
+//! ([`crate::rewrite()`]) takes plain data ([`Rewrite`]) and knows nothing of this.
 //!
 //! When the slot holds something else, [`AttemptSettings::of`] falls back to the config values
-//! (the variant's own, else the router's `defaults`); the rewrite writes the same bytes either
-//! way.
+//! ([`RouterConfig::effective_generation_config`](abroute::RouterConfig::effective_generation_config),
+//! [`RouterConfig::effective_message_templates`](abroute::RouterConfig::effective_message_templates));
+//! the rewrite writes the same bytes either way.
 
-use std::ptr;
+use std::any::Any;
+use std::sync::Arc;
 
-use abroute::config::{Route, Variant};
-use abroute::{CompiledRoute, CompiledRouter, Decision, LoadedRouter, RouterConfig};
+use abroute::{Decision, LoadedRouter, Prepare};
 use serde_json::Value;
 
 use crate::extract::Api;
@@ -25,12 +32,12 @@ use crate::rewrite::{GenerationParams, Precedence, Rewrite};
 use crate::template::MessageTemplates;
 
 /// Every variant's generation parameters (mapped and rendered for each API) and message
-/// templates (parsed) of one router, prepared once per loaded router ([`Prepared::of`]).
+/// templates (as bytes) of one router, prepared once per loaded router ([`Prepared::of`]).
 ///
-/// Indexed by position: routes as the compiled router orders them (the conditional routes in
-/// order, then the default route), variants as each route lists them (an attempt's
-/// [`variant_index`](abroute::Attempt::variant_index)). [`AttemptSettings::of`] finds an
-/// attempt's data in it; the rewrite ([`crate::rewrite()`]) takes plain data and knows nothing
+/// Indexed by position: routes by [`CompiledRoute::index`](abroute::CompiledRoute::index) (the
+/// conditional routes in order, then the default route), variants as each route lists them (an
+/// attempt's [`variant_index`](abroute::Attempt::variant_index)). [`AttemptSettings::of`] finds
+/// an attempt's data in it; the rewrite ([`crate::rewrite()`]) takes plain data and knows nothing
 /// of it.
 #[derive(Debug, Default)]
 pub struct Prepared {
@@ -55,23 +62,34 @@ impl PreparedVariant {
     }
 }
 
+/// The engine hook that builds [`Prepared`] when a router is published
+/// ([`Prepared::preparer`]).
+#[derive(Debug, Clone, Copy, Default)]
+struct Preparer;
+
+impl Prepare for Preparer {
+    fn prepare(&self, router: &LoadedRouter) -> Box<dyn Any + Send + Sync> {
+        Box::new(Prepared::new(router))
+    }
+}
+
 impl Prepared {
-    /// Prepares every variant of `config`.
-    pub fn new(config: &RouterConfig) -> Prepared {
-        let routes = config_routes(config)
+    /// Prepares every variant of `router`, from its compiled settings.
+    pub fn new(router: &LoadedRouter) -> Prepared {
+        let routes = router
+            .compiled()
+            .routes()
             .map(|route| {
                 route
-                    .variants
+                    .variants()
                     .iter()
-                    .map(|wv| {
-                        let g = variant_generation(config, &wv.variant);
+                    .map(|v| {
+                        let g = v.generation_config();
                         PreparedVariant {
                             params: [Api::ChatCompletions, Api::Responses, Api::Messages].map(
                                 |api| g.map(|g| GenerationParams::new(api, g)).unwrap_or_default(),
                             ),
-                            // Validation refuses templates that do not parse.
-                            templates: variant_templates(config, &wv.variant)
-                                .and_then(|t| MessageTemplates::new(t).ok()),
+                            templates: v.message_templates().map(MessageTemplates::from_messages),
                         }
                     })
                     .collect()
@@ -80,10 +98,16 @@ impl Prepared {
         Prepared { routes }
     }
 
-    /// The data prepared for `router`, built on first use. `None` only when the router's
-    /// extension slot holds something else.
+    /// The engine hook that builds it when a router is published, off the request path: give it
+    /// to `abroute::EngineConfig::prepare`.
+    pub fn preparer() -> Arc<dyn Prepare> {
+        Arc::new(Preparer)
+    }
+
+    /// The data prepared for `router`: built when it was published ([`Prepared::preparer`]),
+    /// else on first use. `None` only when the router's extension slot holds something else.
     pub fn of(router: &LoadedRouter) -> Option<&Prepared> {
-        router.extension(Prepared::new)
+        router.extension(|_| Prepared::new(router))
     }
 
     fn variant(&self, route: usize, variant: usize) -> Option<&PreparedVariant> {
@@ -101,67 +125,6 @@ impl Prepared {
     pub fn templates(&self, route: usize, variant: usize) -> Option<&MessageTemplates> {
         self.variant(route, variant)?.templates.as_ref()
     }
-}
-
-/// The routes of `config` in the compiled router's order: the conditional routes, then the
-/// default route.
-fn config_routes(config: &RouterConfig) -> impl Iterator<Item = &Route> {
-    config
-        .routes
-        .iter()
-        .map(|r| &r.route)
-        .chain(config.default_route.as_ref())
-}
-
-/// The position of `route` among `router`'s routes (the conditional routes in order, then the
-/// default route), found by address: no search, no string compared.
-pub(crate) fn route_index(router: &CompiledRouter, route: &CompiledRoute) -> Option<usize> {
-    let routes = router.conditional_routes();
-    if router.default_route().is_some_and(|d| ptr::eq(d, route)) {
-        return Some(routes.len());
-    }
-    let offset = (route as *const CompiledRoute as usize)
-        .wrapping_sub(routes.as_ptr() as usize)
-        .checked_div(size_of::<CompiledRoute>())?;
-    routes
-        .get(offset)
-        .filter(|r| ptr::eq(*r, route))
-        .map(|_| offset)
-}
-
-/// The effective `text_generation_config` of `variant`, a variant of `config`: the variant's
-/// own, or else the router's `defaults.text_generation_config`. The variant's replaces the
-/// default as a whole; they are not merged (as in Inworld).
-fn variant_generation<'c>(config: &'c RouterConfig, variant: &'c Variant) -> Option<&'c Value> {
-    own_or_default(
-        config,
-        variant.text_generation_config.as_ref(),
-        ["text_generation_config", "textGenerationConfig"],
-    )
-}
-
-/// The effective `message_templates` of `variant`, a variant of `config`: the variant's own,
-/// or else the router's `defaults.message_templates` (the variant's replaces the default as a
-/// whole).
-fn variant_templates<'c>(config: &'c RouterConfig, variant: &'c Variant) -> Option<&'c Value> {
-    own_or_default(
-        config,
-        variant.message_templates.as_ref(),
-        ["message_templates", "messageTemplates"],
-    )
-}
-
-/// A variant's own value of a field, or else the router's `defaults` value of it (in either
-/// spelling): the variant's replaces the default as a whole.
-fn own_or_default<'c>(
-    config: &'c RouterConfig,
-    own: Option<&'c Value>,
-    spellings: [&str; 2],
-) -> Option<&'c Value> {
-    own.or_else(|| {
-        let defaults = config.defaults.as_ref()?;
-        spellings.iter().find_map(|k| defaults.get(*k))
-    })
 }
 
 /// What one attempt's [`Rewrite`] takes from its router: the variant's generation parameters
@@ -193,10 +156,8 @@ impl<'r> AttemptSettings<'r> {
         let Some(r) = router else {
             return AttemptSettings::default();
         };
-        match route_index(r.compiled(), decision.route()) {
-            Some(route) => AttemptSettings::at(r, Prepared::of(r), route, variant_index, api),
-            None => AttemptSettings::default(),
-        }
+        let route = decision.route().index();
+        AttemptSettings::at(r, Prepared::of(r), route, variant_index, api)
     }
 
     /// The settings of variant `variant` of route `route` (by index) of `router`, whose
@@ -219,13 +180,14 @@ impl<'r> AttemptSettings<'r> {
             },
             None => {
                 let config = router.config();
-                let variant = config_routes(config)
+                let variant = config
+                    .all_routes()
                     .nth(route)
                     .and_then(|r| r.variants.get(variant));
                 match variant {
                     Some(v) => AttemptSettings {
-                        generation: variant_generation(config, &v.variant),
-                        message_templates: variant_templates(config, &v.variant),
+                        generation: config.effective_generation_config(&v.variant),
+                        message_templates: config.effective_message_templates(&v.variant),
                         ..AttemptSettings::default()
                     },
                     None => AttemptSettings::default(),
@@ -266,7 +228,10 @@ mod tests {
               "defaults": { "text_generation_config": { "temperature": 0.5 } } }"#,
         )
         .unwrap();
-        let g = Prepared::new(&config);
+        let engine = abroute::Engine::new();
+        engine.upsert(config).unwrap();
+        let snapshot = engine.load();
+        let g = Prepared::new(snapshot.router("r").unwrap());
         let body = r#"{"model":"x"}"#;
         let with = |params: Option<&GenerationParams>, api: Api| {
             let ex = extract(api, body.as_bytes()).unwrap();
@@ -308,36 +273,6 @@ mod tests {
     }
 
     #[test]
-    fn route_index_by_address() {
-        let config = abroute::RouterConfig::from_json(
-            r#"{ "name": "r", "routes": [
-              { "route": { "route_id": "x", "variants": [
-                { "variant": { "variant_id": "a", "model_id": "p/a" }, "weight": 1 } ] },
-                "condition": { "cel_expression": "false" } },
-              { "route": { "route_id": "y", "variants": [
-                { "variant": { "variant_id": "a", "model_id": "p/a" }, "weight": 1 } ] },
-                "condition": { "cel_expression": "true" } } ],
-              "defaultRoute": { "route_id": "d", "variants": [
-              { "variant": { "variant_id": "c", "model_id": "p/c" }, "weight": 1 } ] } }"#,
-        )
-        .unwrap();
-        let compiled = config.compile().unwrap();
-        let other = config.compile().unwrap();
-        let found: Vec<Option<usize>> = compiled
-            .routes()
-            .map(|r| route_index(&compiled, r))
-            .collect();
-        assert_eq!(found, [Some(0), Some(1), Some(2)]);
-        // A route of another router is none of this one's.
-        for r in other.routes() {
-            assert_eq!(route_index(&compiled, r), None);
-        }
-        let decision = compiled.decide(&abroute::RequestContext::new()).unwrap();
-        assert_eq!(decision.route_id(), "y");
-        assert_eq!(route_index(&compiled, decision.route()), Some(1));
-    }
-
-    #[test]
     fn the_config_fallback_writes_the_same_bytes() {
         let config = r#"{ "name": "r", "routes": [ { "route": { "route_id": "own", "variants": [
               { "variant": { "variant_id": "a", "model_id": "p/a",
@@ -352,7 +287,7 @@ mod tests {
                 "message_templates": [ { "role": "developer", "content": "{{n}}!" } ] } }"#;
         let engines = [abroute::Engine::new(), abroute::Engine::new()];
         for e in &engines {
-            e.upsert(RouterConfig::from_json(config).unwrap()).unwrap();
+            e.upsert(abroute::RouterConfig::from_json(config).unwrap()).unwrap();
         }
         let fast = engines[0].load();
         let slow = engines[1].load();

@@ -32,7 +32,7 @@
 //! ([`abroute::CompiledVariant::message_templates`]: the variant's own, else the router's
 //! defaults); [`MessageTemplates::from_messages`] turns that list into pieces of ready-made JSON
 //! bytes between placeholders, with no checks of its own, once per loaded router
-//! ([`RenderedGeneration`](crate::RenderedGeneration) keeps them), so a rewrite only copies
+//! ([`Prepared`](crate::Prepared) keeps them), so a rewrite only copies
 //! bytes and looks variables up.
 
 use std::fmt;

@@ -327,6 +327,7 @@ impl CompiledRoute {
         route: &'c Route,
         condition: Option<Condition>,
         path: &JsonPath,
+        index: usize,
     ) -> Result<Self, Vec<ConfigError>> {
         let weights: Vec<u32> = route.variants.iter().map(|v| v.weight).collect();
         let table = AliasTable::new(&weights).map_err(|e| {
@@ -370,6 +371,8 @@ impl CompiledRoute {
         };
         Ok(CompiledRoute {
             id: route.route_id.as_str().into(),
+            // At most MAX_ROUTES + 1 routes: validation refused more.
+            index: u32::try_from(index).unwrap_or(u32::MAX),
             condition,
             condition_errors: AtomicU64::new(0),
             variants: variants.into_boxed_slice(),
@@ -432,7 +435,7 @@ impl RouterConfig {
             // Validation compiled one condition per conditional route, in order.
             let conditional = i < self.routes.len();
             let condition = if conditional { conditions.next() } else { None };
-            match CompiledRoute::compile(&mut scope, route, condition, &path) {
+            match CompiledRoute::compile(&mut scope, route, condition, &path, i) {
                 Ok(r) if conditional => routes.push(r),
                 Ok(r) => default_route = Some(r),
                 Err(e) => errors.extend(e),

@@ -169,6 +169,8 @@ pub(crate) enum Targets {
 #[derive(Debug)]
 pub struct CompiledRoute {
     pub(crate) id: Box<str>,
+    /// The route's position among its router's routes (see [`CompiledRoute::index`]).
+    pub(crate) index: u32,
     pub(crate) condition: Option<Condition>,
     /// How many evaluations of the condition ended in an error (and so counted as false).
     pub(crate) condition_errors: AtomicU64,
@@ -186,6 +188,13 @@ pub struct CompiledRoute {
 }
 
 impl CompiledRoute {
+    /// The route's position among its router's routes, in [`CompiledRouter::routes`] order:
+    /// the conditional routes from 0, then the default route. What hosts index per-route data
+    /// by (the HTTP adapter's prepared generation parameters, say).
+    pub fn index(&self) -> usize {
+        self.index as usize
+    }
+
     /// The route's sticky table, built on first use; `None` for routes with more than
     /// [`MAX_STICKY_VARIANTS`] variants, whose sticky keys are hashed into the alias table.
     pub fn sticky_table(&self) -> Option<&StickyTable> {

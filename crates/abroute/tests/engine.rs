@@ -488,3 +488,30 @@ fn a_router_says_whether_its_conditions_read_messages() {
             .uses_messages()
     );
 }
+
+/// `CompiledRoute::index` is each route's position in `CompiledRouter::routes` order (the
+/// conditional routes, then the default route), and a decision's route carries it: what hosts
+/// index per-route data by.
+#[test]
+fn routes_know_their_position() {
+    let config = RouterConfig::from_json(
+        r#"{ "name": "r", "routes": [
+          { "route": { "route_id": "x", "variants": [
+            { "variant": { "variant_id": "a", "model_id": "p/a" }, "weight": 1 } ] },
+            "condition": { "cel_expression": "false" } },
+          { "route": { "route_id": "y", "variants": [
+            { "variant": { "variant_id": "a", "model_id": "p/a" }, "weight": 1 } ] },
+            "condition": { "cel_expression": "true" } } ],
+          "defaultRoute": { "route_id": "d", "variants": [
+          { "variant": { "variant_id": "c", "model_id": "p/c" }, "weight": 1 } ] } }"#,
+    )
+    .expect("parses");
+    let compiled = config.compile().expect("compiles");
+    let found: Vec<(&str, usize)> = compiled.routes().map(|r| (r.id(), r.index())).collect();
+    assert_eq!(found, [("x", 0), ("y", 1), ("d", 2)]);
+    let decision = compiled
+        .decide(&RequestContext::new())
+        .expect("a route matches");
+    assert_eq!(decision.route_id(), "y");
+    assert_eq!(decision.route().index(), 1);
+}

@@ -27,8 +27,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use abroute::{Change, Engine, RouterConfig, ValidationOptions};
-use abroute_http::{AbrouteLayer, ApiKeys, LayerOptions, RouterOptions};
+use abroute::{Change, Engine, EngineConfig, RouterConfig, ValidationOptions};
+use abroute_http::{AbrouteLayer, ApiKeys, LayerOptions, Prepared, RouterOptions};
 use tokio::sync::oneshot;
 use tower::Layer;
 
@@ -117,7 +117,15 @@ fn engine(config: &GatewayConfig) -> Arc<Engine> {
     } else {
         ValidationOptions::default()
     };
-    Arc::new(Engine::with_health(validation, config.health))
+    // The adapter's per-router data (rendered generation parameters, template bytes) is built
+    // when a router is published, never by a request.
+    Arc::new(
+        EngineConfig::new()
+            .validation(validation)
+            .health(config.health)
+            .prepare(Prepared::preparer())
+            .build(),
+    )
 }
 
 /// The router store: the state file of `[store] path` (read and validated now), or memory.

@@ -116,7 +116,8 @@ fn local_error(status: StatusCode, code: &str, message: &str) -> Response<Upstre
     r
 }
 
-/// The body of a request that names no router, with its model's provider part removed.
+/// The body of a request that names no router, with its model's provider part removed (when
+/// `strip`) and every other byte as the client sent it ([`abroute_http::set_model`]).
 fn pass_through_model(body: &Bytes, strip: bool) -> (Option<String>, Bytes) {
     #[derive(serde::Deserialize)]
     struct Model {
@@ -128,14 +129,8 @@ fn pass_through_model(body: &Bytes, strip: bool) -> (Option<String>, Bytes) {
     if !strip || !model.contains('/') {
         return (Some(model), body.clone());
     }
-    let Ok(serde_json::Value::Object(mut obj)) = serde_json::from_slice(body) else {
-        return (Some(model), body.clone());
-    };
-    let bare = abroute_http::strip_provider(&model).to_owned();
-    obj.insert("model".into(), serde_json::Value::String(bare));
-    let out = serde_json::to_vec(&obj)
-        .map(Bytes::from)
-        .unwrap_or_else(|_| body.clone());
+    let bare = abroute::ModelId::new(&model).name();
+    let out = abroute_http::set_model(body, bare).map_or_else(|| body.clone(), Bytes::from);
     (Some(model), out)
 }
 
@@ -248,5 +243,17 @@ mod tests {
         let (m, b) = pass_through_model(&Bytes::from(r#"{"model":"openai/gpt-4.1","x":1}"#), true);
         assert_eq!(m.as_deref(), Some("openai/gpt-4.1"));
         assert_eq!(&b[..], br#"{"model":"gpt-4.1","x":1}"#);
+        // Byte for byte: spacing, key order, number spellings and escapes stay as sent.
+        let sent =
+            "{ \"z\" : 1.50e0,\n  \"model\" : \"openai/gpt-4.1\", \"s\":\"\\u00e9\", \"a\":[ ] }";
+        let (m, b) = pass_through_model(&Bytes::from(sent), true);
+        assert_eq!(m.as_deref(), Some("openai/gpt-4.1"));
+        assert_eq!(
+            std::str::from_utf8(&b).expect("UTF-8"),
+            sent.replace("openai/gpt-4.1", "gpt-4.1")
+        );
+        // Without strip, or for a bare model, the body is the one sent.
+        let (_, b) = pass_through_model(&Bytes::from(sent), false);
+        assert_eq!(&b[..], sent.as_bytes());
     }
 }
