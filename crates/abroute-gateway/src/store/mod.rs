@@ -27,6 +27,9 @@ use abroute::{JsonPath, RouterConfig, ValidationOptions};
 use abroute_http::{RouterStore, StoreError};
 use serde_json::Value;
 
+pub mod postgres;
+pub mod revision;
+
 /// The value of `abroute_state` this version writes and reads.
 pub const STATE_FORMAT: u64 = 1;
 
