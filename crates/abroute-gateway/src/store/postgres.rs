@@ -214,42 +214,35 @@ impl From<PostgresError> for PutError {
 }
 
 /// The URL with its password (in the user part or a `password` parameter) replaced by `***`,
-/// for logs and messages. Works on any text, valid URL or not.
+/// for logs and messages. Works on any text, valid URL or not, and errs on the side of hiding:
+/// the user part runs to the *last* `@`, so a password holding a raw `@`, `/` or `?` is hidden
+/// whole (tokio-postgres itself ends it at the first `@`).
 pub fn redact(url: &str) -> String {
     let mut out = String::with_capacity(url.len());
-    let rest = match url.find("://") {
-        Some(at) => {
-            let (scheme, rest) = url.split_at(at + 3);
-            out.push_str(scheme);
-            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            let (authority, rest) = rest.split_at(end);
-            match authority.rfind('@') {
-                Some(at) => {
-                    let user = &authority[..at];
-                    match user.find(':') {
-                        Some(colon) => {
-                            out.push_str(&user[..colon]);
-                            out.push_str(":***");
-                        }
-                        None => out.push_str(user),
-                    }
-                    out.push_str(&authority[at..]);
-                }
-                None => out.push_str(authority),
-            }
-            rest
+    let mut rest = url;
+    if let Some(scheme) = url.find("://") {
+        let (head, tail) = url.split_at(scheme + 3);
+        out.push_str(head);
+        rest = tail;
+        if let Some(at) = rest.rfind('@')
+            && let Some(colon) = rest[..at].find(':')
+        {
+            out.push_str(&rest[..colon]);
+            out.push_str(":***");
+            rest = &rest[at..];
         }
-        None => url,
-    };
+    }
     // `password=` as a query parameter or in a `key=value` connection string.
-    let mut rest = rest;
     while let Some(at) = rest.find("password=") {
         let starts_key = at == 0 || matches!(rest.as_bytes()[at - 1], b'?' | b'&' | b' ' | b'\t');
         let value = at + "password=".len();
         out.push_str(&rest[..value]);
         rest = &rest[value..];
         if starts_key {
-            let end = rest.find(['&', ' ', '\t', '#']).unwrap_or(rest.len());
+            let end = match rest.strip_prefix('\'') {
+                Some(quoted) => quoted.find('\'').map_or(rest.len(), |q| q + 2),
+                None => rest.find(['&', ' ', '\t', '#']).unwrap_or(rest.len()),
+            };
             out.push_str("***");
             rest = &rest[end..];
         }
@@ -380,14 +373,13 @@ impl Target {
         if let Some(pw) = config.get_password() {
             secrets.push(String::from_utf8_lossy(pw).into_owned());
         }
-        if let Some(raw) = url
+        // As written (percent-encoded), as tokio-postgres reads it: up to the first `@`.
+        if let Some((_, pw)) = url
             .split_once("://")
-            .and_then(|(_, rest)| rest.split(['/', '?', '#']).next())
-            .and_then(|authority| authority.rsplit_once('@'))
-            .and_then(|(user, _)| user.split_once(':'))
-            .map(|(_, pw)| pw.to_owned())
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .and_then(|(creds, _)| creds.split_once(':'))
         {
-            secrets.push(raw);
+            secrets.push(pw.to_owned());
         }
         // Short passwords are not scrubbed: they would mangle every message and, as said, no
         // message is built from the password anyway.
