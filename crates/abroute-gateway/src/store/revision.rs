@@ -128,13 +128,14 @@ impl Event {
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchItem {
     /// Every change after the reader's cursor up to `revision`, in revision order. Only the last
-    /// change of each router is in it (as in etcd when a watcher falls behind compaction's
-    /// window, earlier versions of a key are not replayed): applied in order they bring the
-    /// reader's state to the store's at `revision`.
+    /// change of each router is in it (etcd's watch replays every revision; a store that keeps
+    /// one row per router cannot, and a reader that applies state needs only the last): applied
+    /// in order they bring the reader's state to the store's at `revision`.
     Changes {
         /// The revision the reader is at once these are applied.
         revision: Revision,
-        /// The changes, by ascending mod_revision; never empty.
+        /// The changes, by ascending mod_revision. Never empty from a watcher; a one-off read
+        /// (`changes_since`) gives an empty list when nothing changed.
         events: Vec<Event>,
     },
     /// The history after the reader's cursor was compacted (or the cursor is ahead of the
