@@ -42,6 +42,8 @@
 //!   `delete` a transaction comparing the key's `mod_revision` (or its absence) then putting or
 //!   deleting, and `watch` etcd's watch from a revision, `ErrCompacted` becoming the reset.
 
+pub mod postgres;
+pub mod revision;
 mod file;
 mod memory;
 

@@ -2,6 +2,8 @@
 //! loopback, and a small HTTP client.
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
+pub mod postgres;
+
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
