@@ -93,9 +93,7 @@ pub use manage::host::{
     CommitError, CommitFuture, Committed, EngineHost, Expect, RouterChange, RouterHost,
 };
 pub use manage::{DEFAULT_BASE_PATH, ManagementApi, ManagementService};
-pub use options::{
-    DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PREFIX, LayerOptions, RouterOptions, strip_provider,
-};
+pub use options::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PREFIX, LayerOptions, RouterOptions};
 pub use plan::UpstreamAttempt;
 pub use prepared::{AttemptSettings, Prepared};
 pub use response::{

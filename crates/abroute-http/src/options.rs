@@ -110,7 +110,7 @@ impl RouterOptions {
     /// The model to write into the body for `model_id`.
     pub fn body_model<'m>(&self, model_id: &'m str) -> &'m str {
         if self.strip_provider {
-            strip_provider(model_id)
+            abroute::ModelId::new(model_id).name()
         } else {
             model_id
         }
@@ -167,9 +167,4 @@ impl LayerOptions {
     pub fn get_attempt_timeout(&self) -> Option<Duration> {
         self.attempt_timeout
     }
-}
-
-/// `gpt-4.1` for `openai/gpt-4.1`; a model without a provider is returned as is.
-pub fn strip_provider(model_id: &str) -> &str {
-    abroute::ModelId::new(model_id).name()
 }
