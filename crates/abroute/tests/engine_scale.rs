@@ -101,6 +101,13 @@ proptest! {
                 prop_assert!(snapshot.route(name, &RequestContext::new()).is_ok());
             }
             prop_assert!(snapshot.route("n9999", &RequestContext::new()).is_err());
+            // Pages: the names after any name, sorted, as a sort of every name gives.
+            for after in ["", "n1", "n30", "n599", "n6", "z"] {
+                let page: Vec<&str> = snapshot.names_after(Some(after)).collect();
+                let want: Vec<&str> =
+                    expected.keys().map(String::as_str).filter(|n| *n > after).collect();
+                prop_assert_eq!(page, want);
+            }
             history.push((snapshot, expected));
         }
         // Shards shared between snapshots were copied before any change: old snapshots are
@@ -175,4 +182,39 @@ fn an_engine_without_routers_has_every_shard_empty() {
     assert!(engine.load().is_empty());
     assert!(!engine.remove("nothing"));
     assert_eq!(engine.version(), 0);
+}
+
+/// The sorted names past one chunk: loads, splits and removals keep every page as a sort gives.
+#[test]
+fn pages_stay_sorted_across_chunk_splits() {
+    let engine = EngineConfig::new().lazy_sticky_tables(true).build();
+    let mut model = std::collections::BTreeSet::new();
+    engine
+        .replace_all((0..3_000).map(|i| tagged(&format!("a{i}"), 0)).collect())
+        .expect("loads");
+    model.extend((0..3_000).map(|i| format!("a{i}")));
+    // Upserts one by one (chunks split), removals (chunks shrink and empty), in a fixed order.
+    for k in 0..4_000u32 {
+        let i = k.wrapping_mul(2_654_435_761) % 6_000;
+        let name = format!("a{i}");
+        if k % 3 == 0 {
+            assert_eq!(engine.remove(&name), model.remove(&name));
+        } else {
+            engine.upsert(tagged(&name, k)).expect("loads");
+            model.insert(name);
+        }
+    }
+    let snapshot = engine.load();
+    let all: Vec<&str> = model.iter().map(String::as_str).collect();
+    assert_eq!(snapshot.names(), all);
+    for after in ["a", "a1", "a2999", "a4", "a5999", "b"] {
+        let page: Vec<&str> = snapshot.names_after(Some(after)).take(100).collect();
+        let want: Vec<&str> = all
+            .iter()
+            .copied()
+            .filter(|n| *n > after)
+            .take(100)
+            .collect();
+        assert_eq!(page, want, "after {after}");
+    }
 }

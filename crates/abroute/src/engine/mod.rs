@@ -121,13 +121,14 @@ impl Snapshot {
 
     /// The names of the loaded routers, sorted.
     pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self
-            .routers
-            .values()
-            .map(|r| r.config().name.as_str())
-            .collect();
-        names.sort_unstable();
-        names
+        self.routers.names_after(None).collect()
+    }
+
+    /// The names of the loaded routers after `after` (all of them for `None`), sorted: a page of
+    /// a listing costs the page and a binary search, not a sort of every name (the names are
+    /// kept sorted in the snapshot, in chunks that snapshots share).
+    pub fn names_after<'a>(&'a self, after: Option<&str>) -> impl Iterator<Item = &'a str> + 'a {
+        self.routers.names_after(after)
     }
 }
 

@@ -8,6 +8,9 @@
 //! 32..40 of the hash pick the shard, and the shard's table uses the same hash (its low bits
 //! for the bucket, its top 7 for the control byte), so the shard bits do not cluster a table.
 //! docs/design.md section 5 has the choice against a persistent map.
+//!
+//! The names are also kept sorted, in chunks of at most [`2 · CHUNK`](CHUNK) shared the same way,
+//! so that a page of a listing costs the page (and a binary search), not a sort of every name.
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
@@ -36,6 +39,81 @@ struct Shard(HashTable<Entry>);
 pub(crate) struct Routers {
     shards: Box<[Arc<Shard>]>,
     len: usize,
+    names: Names,
+}
+
+/// Half the most names a chunk of [`Names`] holds: a fuller chunk is split in two of this size.
+const CHUNK: usize = 512;
+
+/// Every router name, sorted, in chunks that snapshots share: a new name copies one chunk and
+/// the array of chunk pointers (`n / CHUNK` of them at most).
+#[derive(Clone, Default)]
+struct Names {
+    chunks: Vec<Arc<Vec<Arc<str>>>>,
+}
+
+impl Names {
+    /// The chunk where `name` is or would go: the first whose last name is not below it, else
+    /// the last chunk.
+    fn chunk_for(&self, name: &str) -> usize {
+        let i = self
+            .chunks
+            .partition_point(|c| c.last().is_none_or(|l| &**l < name));
+        i.min(self.chunks.len().saturating_sub(1))
+    }
+
+    /// Adds `name`, which is not there yet.
+    fn insert(&mut self, name: &str) {
+        if self.chunks.is_empty() {
+            self.chunks.push(Arc::new(vec![name.into()]));
+            return;
+        }
+        let i = self.chunk_for(name);
+        let chunk = Arc::make_mut(&mut self.chunks[i]);
+        let at = chunk.partition_point(|n| &**n < name);
+        chunk.insert(at, name.into());
+        if chunk.len() > 2 * CHUNK {
+            let tail = chunk.split_off(CHUNK);
+            self.chunks.insert(i + 1, Arc::new(tail));
+        }
+    }
+
+    /// Removes `name`, which is there.
+    fn remove(&mut self, name: &str) {
+        if self.chunks.is_empty() {
+            return;
+        }
+        let i = self.chunk_for(name);
+        let chunk = Arc::make_mut(&mut self.chunks[i]);
+        if let Ok(at) = chunk.binary_search_by(|n| (**n).cmp(name)) {
+            chunk.remove(at);
+            if chunk.is_empty() {
+                self.chunks.remove(i);
+            }
+        }
+    }
+
+    /// The names after `after` (all of them for `None`), in order.
+    fn after<'a>(&'a self, after: Option<&str>) -> impl Iterator<Item = &'a str> + 'a {
+        let (first, at) = match after {
+            None => (0, 0),
+            Some(a) => {
+                let i = self
+                    .chunks
+                    .partition_point(|c| c.last().is_none_or(|l| &**l <= a));
+                let at = self
+                    .chunks
+                    .get(i)
+                    .map_or(0, |c| c.partition_point(|n| &**n <= a));
+                (i, at)
+            }
+        };
+        self.chunks
+            .iter()
+            .skip(first)
+            .enumerate()
+            .flat_map(move |(k, c)| c[if k == 0 { at } else { 0 }..].iter().map(|n| &**n))
+    }
 }
 
 impl Default for Routers {
@@ -44,6 +122,7 @@ impl Default for Routers {
         Routers {
             shards: (0..SHARDS).map(|_| Arc::clone(&empty)).collect(),
             len: 0,
+            names: Names::default(),
         }
     }
 }
@@ -95,6 +174,7 @@ impl Routers {
             None => {
                 shard.0.insert_unique(h, (h, router), |e| e.0);
                 self.len += 1;
+                self.names.insert(name);
             }
         }
     }
@@ -111,6 +191,7 @@ impl Routers {
         if let Ok(entry) = shard.0.find_entry(h, eq) {
             entry.remove();
             self.len -= 1;
+            self.names.remove(name);
         }
         true
     }
@@ -118,6 +199,14 @@ impl Routers {
     /// Removes every router.
     pub(crate) fn clear(&mut self) {
         *self = Routers::default();
+    }
+
+    /// The names after `after` (every name for `None`), sorted.
+    pub(crate) fn names_after<'a>(
+        &'a self,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = &'a str> + 'a {
+        self.names.after(after)
     }
 
     /// Every router, in no particular order.
