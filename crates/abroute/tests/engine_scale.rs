@@ -218,3 +218,59 @@ fn pages_stay_sorted_across_chunk_splits() {
         assert_eq!(page, want, "after {after}");
     }
 }
+
+/// Lazy sticky tables are the eager ones: for random routes (ids, weights, salts), the table a
+/// lazy engine builds on the first sticky request equals the one an eager engine built before
+/// publishing, and both engines assign every key alike.
+#[test]
+fn lazy_sticky_tables_equal_eager_ones() {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(0x0005_ca1e_0014);
+    let configs: Vec<RouterConfig> = (0..60)
+        .map(|i| {
+            let n = rng.random_range(1..=6usize);
+            let variants: Vec<String> = (0..n)
+                .map(|k| {
+                    let w = rng.random_range(0..=100u32) + u32::from(k == 0);
+                    format!(
+                        r#"{{"variant":{{"variant_id":"v{k}-{}","model_id":"openai/gpt-4.1"}},"weight":{w}}}"#,
+                        rng.random_range(0..1000u32)
+                    )
+                })
+                .collect();
+            RouterConfig::from_json(&format!(
+                r#"{{"name":"s{i}","defaultRoute":{{"route_id":"r{}","variants":[{}]}}}}"#,
+                rng.random_range(0..1000u32),
+                variants.join(",")
+            ))
+            .expect("the test router parses")
+        })
+        .collect();
+    let eager = Engine::new();
+    let lazy = EngineConfig::new().lazy_sticky_tables(true).build();
+    eager.replace_all(configs.clone()).expect("loads");
+    lazy.replace_all(configs.clone()).expect("loads");
+    let (e, l) = (eager.load(), lazy.load());
+    for config in &configs {
+        for key in [
+            "user-1",
+            "user-42",
+            "a much longer sticky key of some 40 bytes",
+        ] {
+            let ctx = RequestContext::new().with_user(key);
+            let (de, dl) = (e.route(&config.name, &ctx), l.route(&config.name, &ctx));
+            assert_eq!(
+                de.map(|d| d.variant_id().to_owned()).ok(),
+                dl.map(|d| d.variant_id().to_owned()).ok(),
+                "{} {key}",
+                config.name
+            );
+        }
+        let route = |s: &Snapshot| {
+            s.router(&config.name)
+                .and_then(|r| r.compiled().routes().next())
+                .and_then(|r| r.sticky_table().cloned())
+        };
+        assert_eq!(route(&e), route(&l), "{}", config.name);
+    }
+}
