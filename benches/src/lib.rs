@@ -225,6 +225,27 @@ pub fn router_with_variants(n: usize, models: usize) -> RouterConfig {
     config
 }
 
+/// Router `i` of the `scale` group and the scale report, as a host reads it from its store:
+/// [`SEED_ROUTER_JSON`]'s shape (three variants, 33/33/34) named `tenant-{i}`, with variant ids
+/// of its own (`t{i}-a`, `t{i}-b`, `t{i}-c`), so nothing is shared between routers but models.
+///
+/// # Panics
+///
+/// Never: the JSON is well formed for every `i`.
+pub fn tenant_router(i: usize) -> RouterConfig {
+    RouterConfig::from_json(&tenant_router_json(i, 33)).expect("the tenant router parses")
+}
+
+/// [`tenant_router`]`(i)` as JSON, with the first variant's weight `first` (the other two share
+/// the rest of 100; `first` at most 98).
+pub fn tenant_router_json(i: usize, first: u32) -> String {
+    let b = (100 - first) / 2;
+    let c = 100 - first - b;
+    format!(
+        r#"{{"name":"tenant-{i}","defaultRoute":{{"route_id":"default","variants":[{{"variant":{{"variant_id":"t{i}-a","model_id":"openai/gpt-4o-mini"}},"weight":{first}}},{{"variant":{{"variant_id":"t{i}-b","model_id":"openai/gpt-3.5-turbo"}},"weight":{b}}},{{"variant":{{"variant_id":"t{i}-c","model_id":"openai/gpt-4.1"}},"weight":{c}}}]}}}}"#
+    )
+}
+
 /// The baseline the `engine` group compares with: `RwLock<Arc<HashMap<String, Arc<CompiledRouter>>>>`.
 ///
 /// A reader takes the read lock, looks the router up by name (std `HashMap`, SipHash) and calls
@@ -251,6 +272,30 @@ impl RwLockRouters {
         let current = Arc::clone(&self.routers.read().unwrap_or_else(PoisonError::into_inner));
         let mut next = HashMap::clone(&current);
         next.insert(config.name.clone(), Arc::new(compiled));
+        *self.routers.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+    }
+
+    /// Compiles every config and loads them all at once (one map, built without copies).
+    ///
+    /// # Panics
+    ///
+    /// When a config does not compile.
+    pub fn load_all(&self, configs: &[RouterConfig]) {
+        let next: HashMap<String, Arc<CompiledRouter>> = configs
+            .iter()
+            .map(|c| {
+                let compiled = c.compile().expect("the bench config compiles");
+                (c.name.clone(), Arc::new(compiled))
+            })
+            .collect();
+        *self.routers.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
+    }
+
+    /// Removes router `name`, copying the map as [`upsert`](Self::upsert) does.
+    pub fn remove(&self, name: &str) {
+        let current = Arc::clone(&self.routers.read().unwrap_or_else(PoisonError::into_inner));
+        let mut next = HashMap::clone(&current);
+        next.remove(name);
         *self.routers.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(next);
     }
 

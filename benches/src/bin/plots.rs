@@ -11,6 +11,8 @@
 //! - `sticky_lookup.svg`, `sticky_build.svg`, `pick.svg`: criterion medians
 //!   (`<group>/<impl>/<n>/new/estimates.json`, `median.point_estimate`) of the `sticky`,
 //!   `sticky_build` and `pick` groups. A group with no data is skipped with a message.
+//! - `scale.svg`: the `scale` group's load time and one upsert's cost against the number of
+//!   routers loaded, beside the copy-per-change baseline's upsert.
 //!
 //! `CRITERION_DIR` defaults to `$CARGO_TARGET_DIR/criterion`, else `target/criterion`;
 //! `OUT_DIR` to `docs/plots`. The timing plots say when their data was written (the
@@ -134,6 +136,7 @@ fn main() -> ExitCode {
     report("sticky_lookup", plot_sticky_lookup(&args));
     report("sticky_build", plot_sticky_build(&args));
     report("pick", plot_pick(&args));
+    report("scale", plot_scale(&args));
     if failed {
         ExitCode::FAILURE
     } else {
@@ -631,6 +634,46 @@ fn plot_times(
         .draw()?;
     root.present()?;
     Ok(())
+}
+
+fn plot_scale(args: &Args) -> Result<Option<PathBuf>> {
+    let Some(group) = load_group(
+        &args.criterion,
+        "scale",
+        &[
+            (
+                "load_abroute",
+                "abroute: load (replace_all, lazy sticky tables)",
+                GREEN,
+            ),
+            ("upsert_abroute", "abroute: one upsert while loaded", BLUE),
+            (
+                "upsert_rwlock",
+                "RwLock<Arc<HashMap>>: one upsert (copies the map)",
+                RED,
+            ),
+        ],
+    ) else {
+        return Ok(None);
+    };
+    print_group("scale", &group);
+    let path = args.out.join("scale.svg");
+    plot_times(
+        &path,
+        600,
+        8.0,
+        (
+            "Many routers: load time and one upsert against the routers loaded (log-log)",
+            "criterion group `scale`, 3-variant routers; lower is better",
+        ),
+        &run_footnotes(args, "scale", &group, "criterion group `scale`"),
+        (
+            "routers loaded (log scale)",
+            &[1_000.0, 10_000.0, 100_000.0],
+        ),
+        &group,
+    )?;
+    Ok(Some(path))
 }
 
 fn plot_sticky_lookup(args: &Args) -> Result<Option<PathBuf>> {

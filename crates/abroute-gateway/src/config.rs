@@ -249,6 +249,11 @@ pub struct RoutingConfig {
     /// Merge Inworld's `metadata` (`attempts`, route, variant, ...) into non-streaming JSON
     /// responses. Default true.
     pub merge_metadata: bool,
+    /// Build each route's sticky table on its first sticky request rather than at load. Default
+    /// false. With tens of thousands of routers most of the start is building tables (a few
+    /// milliseconds each); lazily, the start is fast and the first sticky request of each
+    /// route waits for its table once (docs/benchmarks.md, `scale`). The tables are the same.
+    pub lazy_sticky_tables: bool,
 }
 
 impl Default for RoutingConfig {
@@ -259,6 +264,7 @@ impl Default for RoutingConfig {
             user_header: None,
             strict: false,
             merge_metadata: true,
+            lazy_sticky_tables: false,
         }
     }
 }

@@ -197,10 +197,15 @@ impl CompiledRoute {
 
     /// The route's sticky table, built on first use; `None` for routes with more than
     /// [`MAX_STICKY_VARIANTS`] variants, whose sticky keys are hashed into the alias table.
+    ///
+    /// A first use builds outside any lock: callers that race each build a table (the same one)
+    /// and the first stored is kept, so no request waits on another's build.
     pub fn sticky_table(&self) -> Option<&StickyTable> {
-        self.sticky
-            .get_or_init(|| self.new_sticky_table().map(Arc::new))
-            .as_deref()
+        if let Some(table) = self.sticky.get() {
+            return table.as_deref();
+        }
+        let built = self.new_sticky_table().map(Arc::new);
+        self.sticky.get_or_init(|| built).as_deref()
     }
 
     /// Builds the route's sticky table from its salt, ids and weights; `None` past

@@ -124,6 +124,7 @@ fn engine(config: &GatewayConfig) -> Arc<Engine> {
             .validation(validation)
             .health(config.health)
             .prepare(Prepared::preparer())
+            .lazy_sticky_tables(config.routing.lazy_sticky_tables)
             .build(),
     )
 }

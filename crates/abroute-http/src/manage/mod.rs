@@ -543,13 +543,13 @@ impl ManagementApi {
             })?),
         };
         let snapshot = self.engine.load();
-        let names = snapshot.names();
-        let start = match &after {
-            Some(a) => names.partition_point(|n| *n <= a.as_str()),
-            None => 0,
-        };
-        let page: Vec<&str> = names.iter().skip(start).take(page_size).copied().collect();
-        let more = start + page.len() < names.len();
+        // One more than the page, to know whether there is a next one.
+        let mut page: Vec<&str> = snapshot
+            .names_after(after.as_deref())
+            .take(page_size.saturating_add(1))
+            .collect();
+        let more = page.len() > page_size;
+        page.truncate(page_size);
         let routers: Vec<Value> = page
             .iter()
             .filter_map(|n| snapshot.router(n))

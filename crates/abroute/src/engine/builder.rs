@@ -34,6 +34,7 @@ pub struct EngineConfig {
     catalog: Option<Arc<Catalog>>,
     capability_routing: bool,
     preparer: Option<Arc<dyn Prepare>>,
+    lazy_sticky: bool,
 }
 
 impl EngineConfig {
@@ -79,6 +80,17 @@ impl EngineConfig {
         self
     }
 
+    /// Builds each route's sticky table on the first sticky request that needs it instead of
+    /// before publishing (off by default). A table takes a few milliseconds to build, so with
+    /// tens of thousands of routers this is most of the load time; the price is that the first
+    /// sticky request of each route waits for its table once (docs/benchmarks.md has the figure).
+    /// The tables are the same either way, and no request takes a lock for them (concurrent
+    /// first requests of one route may each build it, and one table is kept).
+    pub fn lazy_sticky_tables(mut self, on: bool) -> EngineConfig {
+        self.lazy_sticky = on;
+        self
+    }
+
     /// An empty engine with these options.
     pub fn build(self) -> Engine {
         let defaults = Registries::default();
@@ -93,6 +105,7 @@ impl EngineConfig {
                 ..defaults
             },
             preparer: self.preparer,
+            lazy_sticky: self.lazy_sticky,
         }
     }
 }

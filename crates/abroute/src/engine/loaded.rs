@@ -22,7 +22,8 @@ use crate::config::RouterConfig;
 /// router it publishes, and never on the request path. The value is kept in the router's
 /// extension slot ([`LoadedRouter::prepared`], [`LoadedRouter::extension`]).
 ///
-/// The engine calls it after compiling the router (sticky tables built) and before publishing
+/// The engine calls it after compiling the router (sticky tables built, unless
+/// [`lazy_sticky_tables`](crate::EngineConfig::lazy_sticky_tables) is on) and before publishing
 /// it; for [`upsert`](crate::Engine::upsert), `apply` and `replace_all` that is before the
 /// writer lock, so the router's [`version`](CompiledRouter::version) is not stamped yet (0): a
 /// prepared value should derive from the config and the compiled tables, not the version.

@@ -34,9 +34,12 @@
 
 mod builder;
 mod loaded;
+mod routers;
 
 pub use builder::EngineConfig;
 pub use loaded::{LoadedRouter, Prepare};
+
+use routers::Routers;
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -60,7 +63,7 @@ use crate::validate::ValidationOptions;
 #[derive(Debug, Default)]
 pub struct Snapshot {
     version: u64,
-    routers: FxHashMap<Box<str>, Arc<LoadedRouter>>,
+    routers: Routers,
 }
 
 impl Snapshot {
@@ -96,7 +99,7 @@ impl Snapshot {
 
     /// True when no router is loaded.
     pub fn is_empty(&self) -> bool {
-        self.routers.is_empty()
+        self.routers.len() == 0
     }
 
     /// Every variant's counters in router `name`: (route_id, variant_id, counters), routes in
@@ -118,9 +121,14 @@ impl Snapshot {
 
     /// The names of the loaded routers, sorted.
     pub fn names(&self) -> Vec<&str> {
-        let mut names: Vec<&str> = self.routers.keys().map(|k| &**k).collect();
-        names.sort_unstable();
-        names
+        self.routers.names_after(None).collect()
+    }
+
+    /// The names of the loaded routers after `after` (all of them for `None`), sorted: a page of
+    /// a listing costs the page and a binary search, not a sort of every name (the names are
+    /// kept sorted in the snapshot, in chunks that snapshots share).
+    pub fn names_after<'a>(&'a self, after: Option<&str>) -> impl Iterator<Item = &'a str> + 'a {
+        self.routers.names_after(after)
     }
 }
 
@@ -149,14 +157,10 @@ impl std::fmt::Debug for SnapshotGuard {
 }
 
 /// Puts a loaded router into a snapshot's map, stamped with the snapshot's version.
-fn insert(
-    routers: &mut FxHashMap<Box<str>, Arc<LoadedRouter>>,
-    version: u64,
-    mut loaded: LoadedRouter,
-) {
+fn insert(routers: &mut Routers, version: u64, mut loaded: LoadedRouter) {
     loaded.set_version(version);
-    let name: Box<str> = loaded.config().name.as_str().into();
-    routers.insert(name, Arc::new(loaded));
+    let loaded = Arc::new(loaded);
+    routers.insert(&loaded.config().name, Arc::clone(&loaded));
 }
 
 /// Whether any variant of `config` has an attempt order that observed metrics can change.
@@ -208,6 +212,9 @@ pub struct Engine {
     registries: Registries,
     /// Called for every router before it is published ([`EngineConfig::prepare`]).
     preparer: Option<Arc<dyn Prepare>>,
+    /// Sticky tables on first use instead of before publishing
+    /// ([`EngineConfig::lazy_sticky_tables`]).
+    lazy_sticky: bool,
 }
 
 impl Default for Engine {
@@ -286,20 +293,16 @@ impl Engine {
             return self.version();
         }
         let version = self.publish(|routers, _| {
-            let mut changed = false;
-            for loaded in routers.values_mut() {
+            routers.replace_where(|loaded| {
                 if !reads_metrics(loaded.config(), catalog) {
-                    continue;
+                    return None;
                 }
                 // Each config compiled once already: it cannot fail now.
-                if let Ok(mut compiled) = self.compile(loaded.config()) {
-                    // The router keeps its version; the preparer sees the new tables.
-                    compiled.set_version(loaded.compiled().version());
-                    *loaded = Arc::new(self.loaded(compiled, loaded.config().clone()));
-                    changed = true;
-                }
-            }
-            changed
+                let mut compiled = self.compile(loaded.config()).ok()?;
+                // The router keeps its version; the preparer sees the new tables.
+                compiled.set_version(loaded.compiled().version());
+                Some(Arc::new(self.loaded(compiled, loaded.config().clone())))
+            })
         });
         version.unwrap_or_else(|| self.version())
     }
@@ -333,11 +336,13 @@ impl Engine {
         self.current.load().version
     }
 
-    /// Validates and compiles, and builds the sticky tables, all before any lock: a request
-    /// never pays for building.
+    /// Validates and compiles, and builds the sticky tables (unless they are lazy), all before
+    /// any lock: a request never pays for building, but with lazy tables for its route's table.
     fn compile(&self, config: &RouterConfig) -> Result<CompiledRouter, ConfigErrors> {
         let compiled = config.compile_in(&self.options, &self.registries)?;
-        compiled.prepare_with(&self.registries);
+        if !self.lazy_sticky {
+            compiled.prepare_with(&self.registries);
+        }
         Ok(compiled)
     }
 
@@ -347,10 +352,7 @@ impl Engine {
     }
 
     /// Publishes `change` applied to the current routers, as version `current + 1`.
-    fn publish(
-        &self,
-        change: impl FnOnce(&mut FxHashMap<Box<str>, Arc<LoadedRouter>>, u64) -> bool,
-    ) -> Option<u64> {
+    fn publish(&self, change: impl FnOnce(&mut Routers, u64) -> bool) -> Option<u64> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let old = self.current.load();
         let version = old.version + 1;
@@ -381,8 +383,7 @@ impl Engine {
     /// grows only then.
     pub fn remove(&self, name: &str) -> bool {
         let name = name.strip_prefix("routers/").unwrap_or(name);
-        self.publish(|routers, _| routers.remove(name).is_some())
-            .is_some()
+        self.publish(|routers, _| routers.remove(name)).is_some()
     }
 
     /// Applies several changes as one snapshot: every upsert is validated and compiled first,
