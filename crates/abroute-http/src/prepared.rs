@@ -287,7 +287,8 @@ mod tests {
                 "message_templates": [ { "role": "developer", "content": "{{n}}!" } ] } }"#;
         let engines = [abroute::Engine::new(), abroute::Engine::new()];
         for e in &engines {
-            e.upsert(abroute::RouterConfig::from_json(config).unwrap()).unwrap();
+            e.upsert(abroute::RouterConfig::from_json(config).unwrap())
+                .unwrap();
         }
         let fast = engines[0].load();
         let slow = engines[1].load();

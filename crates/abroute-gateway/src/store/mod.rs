@@ -42,10 +42,10 @@
 //!   `delete` a transaction comparing the key's `mod_revision` (or its absence) then putting or
 //!   deleting, and `watch` etcd's watch from a revision, `ErrCompacted` becoming the reset.
 
-pub mod postgres;
-pub mod revision;
 mod file;
 mod memory;
+pub mod postgres;
+pub mod revision;
 
 use std::fmt;
 use std::future::Future;
