@@ -121,7 +121,7 @@ mod tests {
             committed.version
         );
         assert_eq!(
-            store.load_all().await.unwrap().routers,
+            store.load_all().await.unwrap().configs().unwrap(),
             vec![router("api-router")]
         );
         assert!(matches!(

@@ -26,7 +26,7 @@ use abroute_http::{CommitError, Committed, RouterChange};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::store::RouterStore;
+use crate::store::{Expect as StoreExpect, RouterStore, StoreError};
 
 /// How many jobs may wait for the writer before a source waits to send its own.
 pub const QUEUE_CAPACITY: usize = 64;
@@ -230,10 +230,13 @@ async fn commit(
 ) -> Result<Committed, CommitError> {
     let before = engine.load_full();
     change.check(&before)?;
-    let unavailable = |e: crate::store::StoreError| CommitError::Unavailable(e.to_string());
+    let unavailable = |e: StoreError| CommitError::Unavailable(e.to_string());
     match change {
         RouterChange::Put { config, .. } => {
-            store.put(&config).await.map_err(unavailable)?;
+            store
+                .put(&config, StoreExpect::Any)
+                .await
+                .map_err(unavailable)?;
             let name = config.name.clone();
             match compiling(engine, move |e| e.upsert(config)).await {
                 Some(Ok(version)) => Ok(Committed { version }),
@@ -249,7 +252,12 @@ async fn commit(
             }
         }
         RouterChange::Delete { name, .. } => {
-            store.delete(&name).await.map_err(unavailable)?;
+            // The engine's check passed: a router the store does not hold (the seed's) goes
+            // from the engine only.
+            match store.delete(&name, StoreExpect::Any).await {
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
             let removed = compiling(engine, move |e| {
                 e.remove(&name);
                 e.version()
@@ -265,9 +273,10 @@ async fn commit(
 /// Puts the router `name` in `store` back to what `before` served.
 async fn restore(store: &dyn RouterStore, before: &Snapshot, name: &str) {
     let restored = match before.router(name) {
-        Some(previous) => store.put(previous.config()).await,
-        None => store.delete(name).await,
-    };
+        Some(previous) => store.put(previous.config(), StoreExpect::Any).await,
+        None => store.delete(name, StoreExpect::Any).await,
+    }
+    .map(|_| ());
     if let Err(e) = restored {
         tracing::error!(router = name, error = %e, "cannot put the router store back after the engine refused a change");
     }
@@ -281,7 +290,7 @@ mod tests {
     use abroute_http::Expect;
 
     use super::*;
-    use crate::store::{MemoryStore, StoreError, StoreFuture, Stored};
+    use crate::store::{MemoryStore, Revision, StoreFuture, Stored, Watch};
 
     fn config(name: &str, weight: u32) -> RouterConfig {
         RouterConfig::from_json(&format!(
@@ -312,17 +321,24 @@ mod tests {
         fn load_all(&self) -> StoreFuture<'_, Stored> {
             self.inner.load_all()
         }
-        fn put<'a>(&'a self, router: &'a RouterConfig) -> StoreFuture<'a, ()> {
+        fn put<'a>(
+            &'a self,
+            router: &'a RouterConfig,
+            expect: StoreExpect,
+        ) -> StoreFuture<'a, Revision> {
             Box::pin(async move {
                 self.check()?;
-                self.inner.put(router).await
+                self.inner.put(router, expect).await
             })
         }
-        fn delete<'a>(&'a self, name: &'a str) -> StoreFuture<'a, ()> {
+        fn delete<'a>(&'a self, name: &'a str, expect: StoreExpect) -> StoreFuture<'a, Revision> {
             Box::pin(async move {
                 self.check()?;
-                self.inner.delete(name).await
+                self.inner.delete(name, expect).await
             })
+        }
+        fn watch(&self, from: Revision) -> Watch {
+            self.inner.watch(from)
         }
     }
 
@@ -331,7 +347,7 @@ mod tests {
     }
 
     async fn stored(store: &dyn RouterStore) -> Vec<RouterConfig> {
-        store.load_all().await.unwrap().routers
+        store.load_all().await.unwrap().configs().unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

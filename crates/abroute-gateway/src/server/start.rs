@@ -157,15 +157,17 @@ async fn load_routers(writer: &EngineWriter, store: &dyn RouterStore) -> Result<
         .load_all()
         .await
         .map_err(|e| start_error(format!("cannot load the router store: {e}")))?;
-    writer
-        .replace_all(stored.routers)
-        .await
-        .map_err(|e| match e {
-            WriteError::Invalid(e) => start_error(format!(
-                "cannot load the router store: stored routers are invalid:\n{e}"
-            )),
-            WriteError::Stopped => start_error(format!("cannot load the router store: {e}")),
-        })
+    let routers = stored.configs().map_err(|(name, e)| {
+        start_error(format!(
+            "cannot load the router store: stored router {name:?} is invalid:\n{e}"
+        ))
+    })?;
+    writer.replace_all(routers).await.map_err(|e| match e {
+        WriteError::Invalid(e) => start_error(format!(
+            "cannot load the router store: stored routers are invalid:\n{e}"
+        )),
+        WriteError::Stopped => start_error(format!("cannot load the router store: {e}")),
+    })
 }
 
 /// The watched directory's routers and its watcher.
