@@ -19,6 +19,7 @@
 //! | [`remove`](EngineWriter::remove) | any host | `Engine::remove` |
 //! | [`commit`](EngineWriter::commit) | the management API ([`GatewayHost`](crate::host::GatewayHost)) | check, store, engine |
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use abroute::{Change, ConfigErrors, Engine, RouterConfig, Snapshot};
@@ -26,7 +27,7 @@ use abroute_http::{CommitError, Committed, RouterChange};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::store::{Expect as StoreExpect, RouterStore, StoreError};
+use crate::store::{Event, Expect as StoreExpect, Revision, RouterStore, StoreError, WatchItem};
 
 /// How many jobs may wait for the writer before a source waits to send its own.
 pub const QUEUE_CAPACITY: usize = 64;
@@ -73,6 +74,27 @@ enum Job {
         change: RouterChange,
         reply: oneshot::Sender<Result<Committed, CommitError>>,
     },
+    Follow {
+        item: WatchItem,
+        keep: BTreeSet<String>,
+        reply: oneshot::Sender<Result<Followed, ConfigErrors>>,
+    },
+}
+
+/// What [`EngineWriter::follow`] did with one item of a shared store's watch.
+#[derive(Debug, Clone, Default)]
+pub struct Followed {
+    /// The snapshot version published (the store's revision, unless a local write had taken
+    /// the engine past it).
+    pub version: u64,
+    /// The routers applied (put or deleted).
+    pub applied: usize,
+    /// The routers refused, each with every problem (paths from the router's root); the
+    /// router they would have replaced keeps serving.
+    pub rejected: Vec<(String, ConfigErrors)>,
+    /// The valid routers of the item, as configs with their mod_revisions (deleted: `None`),
+    /// for the local copy.
+    pub routers: Vec<(String, Option<(RouterConfig, Revision)>)>,
 }
 
 /// The handle every source writes the engine through. Cheap to clone; the task stops when the
@@ -158,6 +180,27 @@ impl EngineWriter {
             .ok_or(WriteError::Stopped)
     }
 
+    /// Applies one item of a shared store's watch as one snapshot: a batch of changes with
+    /// [`Engine::apply_at`] at its revision, a reset with [`Engine::replace_all_at`]. An invalid
+    /// router is left out (and reported in [`Followed::rejected`]) and the rest applies; the
+    /// routers named in `keep` (the watched directory's, which take precedence) are never
+    /// touched, and a reset keeps them.
+    ///
+    /// # Errors
+    ///
+    /// [`WriteError::Invalid`] only if the engine refuses the valid rest (not expected), or
+    /// [`WriteError::Stopped`].
+    pub async fn follow(
+        &self,
+        item: WatchItem,
+        keep: BTreeSet<String>,
+    ) -> Result<Followed, WriteError> {
+        self.ask(|reply| Job::Follow { item, keep, reply })
+            .await
+            .ok_or(WriteError::Stopped)?
+            .map_err(WriteError::Invalid)
+    }
+
     /// Makes a change of the management API durable and live, as one step: checks its
     /// expectation against the engine, records it in the store, then applies it to the engine;
     /// if the engine refuses it, puts the store back as it was.
@@ -206,6 +249,11 @@ async fn run(engine: Arc<Engine>, store: Arc<dyn RouterStore>, mut queue: mpsc::
             Job::Commit { change, reply } => {
                 let _ = reply.send(commit(&engine, store.as_ref(), change).await);
             }
+            Job::Follow { item, keep, reply } => {
+                if let Some(r) = compiling(&engine, move |e| follow(e, item, &keep)).await {
+                    let _ = reply.send(r);
+                }
+            }
         }
     }
 }
@@ -220,6 +268,97 @@ async fn compiling<T: Send + 'static>(
     tokio::task::spawn_blocking(move || write(&engine))
         .await
         .ok()
+}
+
+/// One item of a shared store's watch, applied (see [`EngineWriter::follow`]). Blocking: it
+/// compiles.
+fn follow(
+    engine: &Engine,
+    item: WatchItem,
+    keep: &BTreeSet<String>,
+) -> Result<Followed, ConfigErrors> {
+    let mut followed = Followed::default();
+    let valid = |name: &str, config: &serde_json::Value, out: &mut Followed| {
+        match RouterConfig::from_value(config).and_then(|c| {
+            c.compile_with(engine.options())?;
+            Ok(c)
+        }) {
+            Ok(c) if c.name == name => Some(c),
+            Ok(c) => {
+                let kind = abroute::ConfigErrorKind::InvalidName {
+                    name: c.name.clone(),
+                };
+                let path = abroute::JsonPath::root().key("name");
+                out.rejected.push((
+                    name.to_owned(),
+                    abroute::ConfigError::new(path, kind).into(),
+                ));
+                None
+            }
+            Err(e) => {
+                out.rejected.push((name.to_owned(), e));
+                None
+            }
+        }
+    };
+    let revision = item.revision().get();
+    let version = match item {
+        WatchItem::Changes { events, .. } => {
+            let mut changes = Vec::new();
+            for event in events.iter().filter(|e| !keep.contains(e.name())) {
+                match event {
+                    Event::Put {
+                        name,
+                        config,
+                        mod_revision,
+                    } => {
+                        if let Some(c) = valid(name, config, &mut followed) {
+                            followed
+                                .routers
+                                .push((name.clone(), Some((c.clone(), *mod_revision))));
+                            changes.push(Change::Upsert(c));
+                        }
+                    }
+                    Event::Delete { name, .. } => {
+                        followed.routers.push((name.clone(), None));
+                        changes.push(Change::Remove(name.clone()));
+                    }
+                }
+            }
+            followed.applied = changes.len();
+            if revision > engine.version() {
+                engine.apply_at(changes, revision)?
+            } else {
+                engine.apply(changes)?
+            }
+        }
+        WatchItem::Reset { routers, .. } => {
+            let before = engine.load_full();
+            let mut configs: Vec<RouterConfig> = keep
+                .iter()
+                .filter_map(|n| before.router(n).map(|r| r.config().clone()))
+                .collect();
+            for r in routers.iter().filter(|r| !keep.contains(&r.name)) {
+                if let Some(c) = valid(&r.name, &r.config, &mut followed) {
+                    followed
+                        .routers
+                        .push((r.name.clone(), Some((c.clone(), r.mod_revision))));
+                    configs.push(c);
+                }
+            }
+            followed.applied = configs.len();
+            if revision > engine.version() {
+                engine.replace_all_at(configs, revision)?
+            } else if configs.is_empty() && before.is_empty() {
+                // An empty store on an empty engine (a first start): nothing to publish.
+                engine.version()
+            } else {
+                engine.replace_all(configs)?
+            }
+        }
+    };
+    followed.version = version;
+    Ok(followed)
 }
 
 /// One commit: expectation, store, engine (and the store put back if the engine refuses).

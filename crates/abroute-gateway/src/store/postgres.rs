@@ -1096,7 +1096,7 @@ async fn listen(
 
 /// `base` shortened by up to half at random, so replicas that lost the store together do not
 /// come back in step.
-fn jittered(base: Duration) -> Duration {
+pub fn jittered(base: Duration) -> Duration {
     let mut h = RandomState::new().build_hasher();
     h.write_u64(0);
     let fraction = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;

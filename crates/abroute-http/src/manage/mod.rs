@@ -181,7 +181,7 @@ impl MgmtError {
         MgmtError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "UNAVAILABLE",
-            "the router store failed; nothing was changed",
+            "the router store is unreachable or failed; nothing was changed",
         )
     }
 
