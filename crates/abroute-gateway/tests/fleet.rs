@@ -211,6 +211,24 @@ async fn two_replicas_share_every_change() {
         })
         .await;
     }
+    // An etag read on A, made stale by a PATCH on B, is refused on A once A serves B's change.
+    let etag = get(&a, "shared").await.json()["etag"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = patch(
+        &b,
+        "shared",
+        "displayName",
+        r#"{ "displayName": "from b" }"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    until(&a, "shared", |r| r.json()["displayName"] == "from b").await;
+    let stale = format!(r#"{{ "displayName": "from a", "etag": "{etag}" }}"#);
+    let r = patch(&a, "shared", "displayName", &stale).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+    assert_eq!(r.json()["error"]["status"], "ABORTED");
     a.stop().await;
     b.stop().await;
 }
