@@ -659,4 +659,76 @@ mod tests {
             Err(CommitError::Unavailable(_))
         ));
     }
+
+    #[tokio::test]
+    async fn followed_items_publish_at_their_revision_and_leave_invalid_and_kept_routers_alone() {
+        use crate::store::{Event, StoredRouter};
+        let engine = Arc::new(Engine::new());
+        let (writer, _task) =
+            EngineWriter::spawn(Arc::clone(&engine), Arc::new(MemoryStore::new()));
+        let value = |c: &RouterConfig| serde_json::to_value(c).unwrap();
+        let keep = BTreeSet::from(["w".to_owned()]);
+        writer
+            .apply(vec![Change::Upsert(config("w", 1))])
+            .await
+            .unwrap();
+        // A reset at revision 5 keeps the watched router and publishes at 5.
+        let reset = WatchItem::Reset {
+            revision: Revision(5),
+            routers: vec![StoredRouter {
+                name: "a".into(),
+                config: value(&config("a", 1)),
+                mod_revision: Revision(5),
+            }],
+        };
+        let f = writer.follow(reset, keep.clone()).await.unwrap();
+        assert_eq!((f.version, f.applied), (5, 2));
+        assert_eq!(engine.load().names(), vec!["a", "w"]);
+        // A batch with an invalid router and one of the watched names: the rest applies at 8.
+        let mut bad = value(&config("a", 1));
+        bad["defaultRoute"]["variants"][0]["weight"] = 0.into();
+        let put = |name: &str, config, r| Event::Put {
+            name: name.into(),
+            config,
+            mod_revision: Revision(r),
+        };
+        let batch = WatchItem::Changes {
+            revision: Revision(8),
+            events: vec![
+                put("a", bad, 6),
+                put("w", value(&config("w", 9)), 7),
+                put("b", value(&config("b", 1)), 8),
+            ],
+        };
+        let f = writer.follow(batch, keep.clone()).await.unwrap();
+        assert_eq!((f.version, f.applied), (8, 1));
+        assert_eq!(f.rejected.len(), 1);
+        assert_eq!(f.rejected[0].0, "a");
+        assert!(
+            f.rejected[0].1.errors()[0]
+                .path
+                .to_string()
+                .starts_with("defaultRoute"),
+            "{:?}",
+            f.rejected[0].1
+        );
+        let snapshot = engine.load();
+        assert_eq!(snapshot.names(), vec!["a", "b", "w"]);
+        assert_eq!(snapshot.router("a").unwrap().compiled().version(), 5);
+        assert_eq!(snapshot.router("w").unwrap().config(), &config("w", 1));
+        assert_eq!(snapshot.version(), 8);
+        // A delete, and a batch that only rejects still publishes its revision.
+        let delete = WatchItem::Changes {
+            revision: Revision(9),
+            events: vec![Event::Delete {
+                name: "b".into(),
+                mod_revision: Revision(9),
+            }],
+        };
+        assert_eq!(
+            writer.follow(delete, keep.clone()).await.unwrap().version,
+            9
+        );
+        assert!(engine.load().router("b").is_none());
+    }
 }
