@@ -270,11 +270,31 @@ impl Default for RoutingConfig {
 }
 
 /// The router store.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreConfig {
-    /// The state file. Without it, routers created through the API live in memory only.
+    /// The state file. Without it (and without `url`), routers created through the API live in
+    /// memory only. With `url`, the local copy of the last snapshot applied from the shared
+    /// store and its revision, served from when the store is unreachable at start.
     pub path: Option<PathBuf>,
+    /// The fleet's shared store, `postgresql://user:password@host:port/db?sslmode=…` (also
+    /// `--store-url` and `ABROUTE_STORE_URL`). Never logged with its password.
+    pub url: Option<String>,
+    /// More trusted roots (PEM) for `sslmode=verify-full`.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("path", &self.path)
+            .field(
+                "url",
+                &self.url.as_deref().map(crate::store::postgres::redact),
+            )
+            .field("ca_file", &self.ca_file)
+            .finish()
+    }
 }
 
 /// A watched directory of router files.
@@ -427,6 +447,9 @@ impl GatewayConfig {
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         if let Some(p) = &mut config.store.path {
+            *p = base.join(&*p);
+        }
+        if let Some(p) = &mut config.store.ca_file {
             *p = base.join(&*p);
         }
         if let Some(w) = &mut config.watch {

@@ -14,9 +14,11 @@
 //!   another API request) comes in between.
 
 use std::path::PathBuf;
-use std::sync::PoisonError;
+use std::sync::{Arc, OnceLock, PoisonError};
 
-use abroute_http::{CommitFuture, RouterChange, RouterHost};
+use abroute_http::{CommitError, CommitFuture, RouterChange, RouterHost};
+
+use crate::fleet::Fleet;
 
 use crate::watch::WatchedNames;
 use crate::writer::EngineWriter;
@@ -28,7 +30,13 @@ pub struct GatewayHost {
     writer: EngineWriter,
     watched: WatchedNames,
     watch_dir: Option<PathBuf>,
+    /// With a shared store (`[store] url`): the replica, once connected. Until then every
+    /// write answers 503.
+    fleet: Option<FleetSlot>,
 }
+
+/// The replica of a gateway with a shared store, set once the store was reached.
+pub type FleetSlot = Arc<OnceLock<Arc<Fleet>>>;
 
 impl GatewayHost {
     /// A host writing through `writer`, refusing the routers in `watched` (loaded from
@@ -42,7 +50,15 @@ impl GatewayHost {
             writer,
             watched,
             watch_dir,
+            fleet: None,
         }
+    }
+
+    /// The same host, committing to the shared store of the replica in `fleet` (and answering
+    /// 503 while it is not set).
+    pub fn with_fleet(mut self, fleet: FleetSlot) -> GatewayHost {
+        self.fleet = Some(fleet);
+        self
     }
 }
 
@@ -68,17 +84,27 @@ impl RouterHost for GatewayHost {
     }
 
     fn commit(&self, change: RouterChange) -> CommitFuture<'_> {
-        Box::pin(self.writer.commit(change))
+        match &self.fleet {
+            None => Box::pin(self.writer.commit(change)),
+            Some(slot) => Box::pin(async move {
+                match slot.get() {
+                    Some(fleet) => fleet.commit(change).await,
+                    None => Err(CommitError::Unavailable(
+                        "the router store is unreachable (not connected since the start)".into(),
+                    )),
+                }
+            }),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
-    use std::sync::{Arc, Mutex};
+    use std::sync::Mutex;
 
     use abroute::{Engine, RouterConfig};
-    use abroute_http::{CommitError, Expect};
+    use abroute_http::Expect;
 
     use super::*;
     use crate::store::{MemoryStore, RouterStore};
@@ -121,7 +147,7 @@ mod tests {
             committed.version
         );
         assert_eq!(
-            store.load_all().await.unwrap().routers,
+            store.load_all().await.unwrap().configs().unwrap(),
             vec![router("api-router")]
         );
         assert!(matches!(

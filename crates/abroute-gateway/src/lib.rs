@@ -24,6 +24,7 @@
 pub mod check;
 pub mod config;
 pub mod explain;
+pub mod fleet;
 pub mod host;
 pub mod mock;
 pub mod routerfile;

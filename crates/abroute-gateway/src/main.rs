@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use abroute_gateway::config::{GatewayConfig, LogFormat, StoreConfig, WatchConfig};
+use abroute_gateway::config::{GatewayConfig, LogFormat, WatchConfig};
 use abroute_gateway::mock::{MockControl, MockServer};
 use abroute_gateway::{Gateway, StartOptions, check, explain, routerfile, simulate, telemetry};
 use clap::{Parser, Subcommand};
@@ -38,6 +38,10 @@ enum Command {
         /// Keep routers created through the API in this state file.
         #[arg(long)]
         state: Option<PathBuf>,
+        /// Share routers with every replica through this PostgreSQL store
+        /// (postgresql://user:password@host:port/db); also ABROUTE_STORE_URL.
+        #[arg(long)]
+        store_url: Option<String>,
         /// Load and watch this directory of router files (*.json).
         #[arg(long)]
         watch: Option<PathBuf>,
@@ -123,9 +127,10 @@ fn main() -> ExitCode {
             config,
             listen,
             state,
+            store_url,
             watch,
             log_format,
-        } => serve(config, listen, state, watch, log_format),
+        } => serve(config, listen, state, store_url, watch, log_format),
         Command::Check { strict, files } => {
             let report = check::check(&files, strict);
             for p in &report.problems {
@@ -338,6 +343,7 @@ fn serve(
     config_file: Option<PathBuf>,
     listen: Option<SocketAddr>,
     state: Option<PathBuf>,
+    store_url: Option<String>,
     watch: Option<PathBuf>,
     log_format: Option<LogFormat>,
 ) -> ExitCode {
@@ -355,7 +361,15 @@ fn serve(
         config.listen = l;
     }
     if let Some(s) = state {
-        config.store = StoreConfig { path: Some(s) };
+        config.store.path = Some(s);
+    }
+    // The flag, then the environment, then the file.
+    if let Some(url) = store_url.or_else(|| {
+        std::env::var("ABROUTE_STORE_URL")
+            .ok()
+            .filter(|u| !u.is_empty())
+    }) {
+        config.store.url = Some(url);
     }
     if let Some(dir) = watch {
         config.watch = Some(WatchConfig {

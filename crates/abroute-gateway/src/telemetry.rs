@@ -11,8 +11,10 @@
 //! | `abroute_ejections_total` | counter | `router`, `route`, `variant`, `model`: ejections of the model so far |
 //! | `abroute_model_ejected` | gauge | `model`: 1 while ejected |
 //! | `abroute_unrouted_requests_total` | counter | `status`: requests that named no router or were refused before routing |
-//! | `abroute_config_changes_total` | counter | `source` (`api`, `watch`), `result` |
+//! | `abroute_config_changes_total` | counter | `source` (`api`, `watch`, `store`), `result` |
 //! | `abroute_routers` / `abroute_config_version` | gauge | |
+//! | `abroute_store_up` / `abroute_store_revision` | gauge | a fleet's shared store: its watch connected; the revision applied |
+//! | `abroute_store_apply_seconds` | histogram | the time to apply one item of the store's watch |
 //!
 //! Logs never hold keys or message contents: a routed request logs its router, route,
 //! variants, model, status, latency and attempts (at `debug`, or `info` with
@@ -102,6 +104,19 @@ fn describe() {
     );
     describe_gauge!("abroute_routers", "Routers loaded");
     describe_gauge!("abroute_config_version", "The engine's config version");
+    describe_gauge!(
+        "abroute_store_up",
+        "1 while the shared store's watch is connected"
+    );
+    describe_gauge!(
+        "abroute_store_revision",
+        "The shared store's revision this replica serves"
+    );
+    describe_histogram!(
+        "abroute_store_apply_seconds",
+        Unit::Seconds,
+        "Time to apply one item of the shared store's watch"
+    );
 }
 
 /// Renders `/metrics`, after refreshing the gauges read from the engine (ejections, routers).

@@ -19,6 +19,7 @@
 //! | [`remove`](EngineWriter::remove) | any host | `Engine::remove` |
 //! | [`commit`](EngineWriter::commit) | the management API ([`GatewayHost`](crate::host::GatewayHost)) | check, store, engine |
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use abroute::{Change, ConfigErrors, Engine, RouterConfig, Snapshot};
@@ -26,7 +27,7 @@ use abroute_http::{CommitError, Committed, RouterChange};
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 
-use crate::store::RouterStore;
+use crate::store::{Event, Expect as StoreExpect, Revision, RouterStore, StoreError, WatchItem};
 
 /// How many jobs may wait for the writer before a source waits to send its own.
 pub const QUEUE_CAPACITY: usize = 64;
@@ -73,6 +74,27 @@ enum Job {
         change: RouterChange,
         reply: oneshot::Sender<Result<Committed, CommitError>>,
     },
+    Follow {
+        item: WatchItem,
+        keep: BTreeSet<String>,
+        reply: oneshot::Sender<Result<Followed, ConfigErrors>>,
+    },
+}
+
+/// What [`EngineWriter::follow`] did with one item of a shared store's watch.
+#[derive(Debug, Clone, Default)]
+pub struct Followed {
+    /// The snapshot version published (the store's revision, unless a local write had taken
+    /// the engine past it).
+    pub version: u64,
+    /// The routers applied (put or deleted).
+    pub applied: usize,
+    /// The routers refused, each with every problem (paths from the router's root); the
+    /// router they would have replaced keeps serving.
+    pub rejected: Vec<(String, ConfigErrors)>,
+    /// The valid routers of the item, as configs with their mod_revisions (deleted: `None`),
+    /// for the local copy.
+    pub routers: Vec<(String, Option<(RouterConfig, Revision)>)>,
 }
 
 /// The handle every source writes the engine through. Cheap to clone; the task stops when the
@@ -158,6 +180,27 @@ impl EngineWriter {
             .ok_or(WriteError::Stopped)
     }
 
+    /// Applies one item of a shared store's watch as one snapshot: a batch of changes with
+    /// [`Engine::apply_at`] at its revision, a reset with [`Engine::replace_all_at`]. An invalid
+    /// router is left out (and reported in [`Followed::rejected`]) and the rest applies; the
+    /// routers named in `keep` (the watched directory's, which take precedence) are never
+    /// touched, and a reset keeps them.
+    ///
+    /// # Errors
+    ///
+    /// [`WriteError::Invalid`] only if the engine refuses the valid rest (not expected), or
+    /// [`WriteError::Stopped`].
+    pub async fn follow(
+        &self,
+        item: WatchItem,
+        keep: BTreeSet<String>,
+    ) -> Result<Followed, WriteError> {
+        self.ask(|reply| Job::Follow { item, keep, reply })
+            .await
+            .ok_or(WriteError::Stopped)?
+            .map_err(WriteError::Invalid)
+    }
+
     /// Makes a change of the management API durable and live, as one step: checks its
     /// expectation against the engine, records it in the store, then applies it to the engine;
     /// if the engine refuses it, puts the store back as it was.
@@ -206,6 +249,11 @@ async fn run(engine: Arc<Engine>, store: Arc<dyn RouterStore>, mut queue: mpsc::
             Job::Commit { change, reply } => {
                 let _ = reply.send(commit(&engine, store.as_ref(), change).await);
             }
+            Job::Follow { item, keep, reply } => {
+                if let Some(r) = compiling(&engine, move |e| follow(e, item, &keep)).await {
+                    let _ = reply.send(r);
+                }
+            }
         }
     }
 }
@@ -222,6 +270,97 @@ async fn compiling<T: Send + 'static>(
         .ok()
 }
 
+/// One item of a shared store's watch, applied (see [`EngineWriter::follow`]). Blocking: it
+/// compiles.
+fn follow(
+    engine: &Engine,
+    item: WatchItem,
+    keep: &BTreeSet<String>,
+) -> Result<Followed, ConfigErrors> {
+    let mut followed = Followed::default();
+    let valid = |name: &str, config: &serde_json::Value, out: &mut Followed| {
+        match RouterConfig::from_value(config).and_then(|c| {
+            c.compile_with(engine.options())?;
+            Ok(c)
+        }) {
+            Ok(c) if c.name == name => Some(c),
+            Ok(c) => {
+                let kind = abroute::ConfigErrorKind::InvalidName {
+                    name: c.name.clone(),
+                };
+                let path = abroute::JsonPath::root().key("name");
+                out.rejected.push((
+                    name.to_owned(),
+                    abroute::ConfigError::new(path, kind).into(),
+                ));
+                None
+            }
+            Err(e) => {
+                out.rejected.push((name.to_owned(), e));
+                None
+            }
+        }
+    };
+    let revision = item.revision().get();
+    let version = match item {
+        WatchItem::Changes { events, .. } => {
+            let mut changes = Vec::new();
+            for event in events.iter().filter(|e| !keep.contains(e.name())) {
+                match event {
+                    Event::Put {
+                        name,
+                        config,
+                        mod_revision,
+                    } => {
+                        if let Some(c) = valid(name, config, &mut followed) {
+                            followed
+                                .routers
+                                .push((name.clone(), Some((c.clone(), *mod_revision))));
+                            changes.push(Change::Upsert(c));
+                        }
+                    }
+                    Event::Delete { name, .. } => {
+                        followed.routers.push((name.clone(), None));
+                        changes.push(Change::Remove(name.clone()));
+                    }
+                }
+            }
+            followed.applied = changes.len();
+            if revision > engine.version() {
+                engine.apply_at(changes, revision)?
+            } else {
+                engine.apply(changes)?
+            }
+        }
+        WatchItem::Reset { routers, .. } => {
+            let before = engine.load_full();
+            let mut configs: Vec<RouterConfig> = keep
+                .iter()
+                .filter_map(|n| before.router(n).map(|r| r.config().clone()))
+                .collect();
+            for r in routers.iter().filter(|r| !keep.contains(&r.name)) {
+                if let Some(c) = valid(&r.name, &r.config, &mut followed) {
+                    followed
+                        .routers
+                        .push((r.name.clone(), Some((c.clone(), r.mod_revision))));
+                    configs.push(c);
+                }
+            }
+            followed.applied = configs.len();
+            if revision > engine.version() {
+                engine.replace_all_at(configs, revision)?
+            } else if configs.is_empty() && before.is_empty() {
+                // An empty store on an empty engine (a first start): nothing to publish.
+                engine.version()
+            } else {
+                engine.replace_all(configs)?
+            }
+        }
+    };
+    followed.version = version;
+    Ok(followed)
+}
+
 /// One commit: expectation, store, engine (and the store put back if the engine refuses).
 async fn commit(
     engine: &Arc<Engine>,
@@ -230,10 +369,13 @@ async fn commit(
 ) -> Result<Committed, CommitError> {
     let before = engine.load_full();
     change.check(&before)?;
-    let unavailable = |e: crate::store::StoreError| CommitError::Unavailable(e.to_string());
+    let unavailable = |e: StoreError| CommitError::Unavailable(e.to_string());
     match change {
         RouterChange::Put { config, .. } => {
-            store.put(&config).await.map_err(unavailable)?;
+            store
+                .put(&config, StoreExpect::Any)
+                .await
+                .map_err(unavailable)?;
             let name = config.name.clone();
             match compiling(engine, move |e| e.upsert(config)).await {
                 Some(Ok(version)) => Ok(Committed { version }),
@@ -249,7 +391,12 @@ async fn commit(
             }
         }
         RouterChange::Delete { name, .. } => {
-            store.delete(&name).await.map_err(unavailable)?;
+            // The engine's check passed: a router the store does not hold (the seed's) goes
+            // from the engine only.
+            match store.delete(&name, StoreExpect::Any).await {
+                Ok(_) | Err(StoreError::Conflict(_)) => {}
+                Err(e) => return Err(unavailable(e)),
+            }
             let removed = compiling(engine, move |e| {
                 e.remove(&name);
                 e.version()
@@ -265,9 +412,10 @@ async fn commit(
 /// Puts the router `name` in `store` back to what `before` served.
 async fn restore(store: &dyn RouterStore, before: &Snapshot, name: &str) {
     let restored = match before.router(name) {
-        Some(previous) => store.put(previous.config()).await,
-        None => store.delete(name).await,
-    };
+        Some(previous) => store.put(previous.config(), StoreExpect::Any).await,
+        None => store.delete(name, StoreExpect::Any).await,
+    }
+    .map(|_| ());
     if let Err(e) = restored {
         tracing::error!(router = name, error = %e, "cannot put the router store back after the engine refused a change");
     }
@@ -281,7 +429,7 @@ mod tests {
     use abroute_http::Expect;
 
     use super::*;
-    use crate::store::{MemoryStore, StoreError, StoreFuture, Stored};
+    use crate::store::{MemoryStore, Revision, StoreFuture, Stored, Watch};
 
     fn config(name: &str, weight: u32) -> RouterConfig {
         RouterConfig::from_json(&format!(
@@ -312,17 +460,24 @@ mod tests {
         fn load_all(&self) -> StoreFuture<'_, Stored> {
             self.inner.load_all()
         }
-        fn put<'a>(&'a self, router: &'a RouterConfig) -> StoreFuture<'a, ()> {
+        fn put<'a>(
+            &'a self,
+            router: &'a RouterConfig,
+            expect: StoreExpect,
+        ) -> StoreFuture<'a, Revision> {
             Box::pin(async move {
                 self.check()?;
-                self.inner.put(router).await
+                self.inner.put(router, expect).await
             })
         }
-        fn delete<'a>(&'a self, name: &'a str) -> StoreFuture<'a, ()> {
+        fn delete<'a>(&'a self, name: &'a str, expect: StoreExpect) -> StoreFuture<'a, Revision> {
             Box::pin(async move {
                 self.check()?;
-                self.inner.delete(name).await
+                self.inner.delete(name, expect).await
             })
+        }
+        fn watch(&self, from: Revision) -> Watch {
+            self.inner.watch(from)
         }
     }
 
@@ -331,7 +486,7 @@ mod tests {
     }
 
     async fn stored(store: &dyn RouterStore) -> Vec<RouterConfig> {
-        store.load_all().await.unwrap().routers
+        store.load_all().await.unwrap().configs().unwrap()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -503,5 +658,77 @@ mod tests {
             writer.commit(put(config("x", 1), Expect::Any)).await,
             Err(CommitError::Unavailable(_))
         ));
+    }
+
+    #[tokio::test]
+    async fn followed_items_publish_at_their_revision_and_leave_invalid_and_kept_routers_alone() {
+        use crate::store::{Event, StoredRouter};
+        let engine = Arc::new(Engine::new());
+        let (writer, _task) =
+            EngineWriter::spawn(Arc::clone(&engine), Arc::new(MemoryStore::new()));
+        let value = |c: &RouterConfig| serde_json::to_value(c).unwrap();
+        let keep = BTreeSet::from(["w".to_owned()]);
+        writer
+            .apply(vec![Change::Upsert(config("w", 1))])
+            .await
+            .unwrap();
+        // A reset at revision 5 keeps the watched router and publishes at 5.
+        let reset = WatchItem::Reset {
+            revision: Revision(5),
+            routers: vec![StoredRouter {
+                name: "a".into(),
+                config: value(&config("a", 1)),
+                mod_revision: Revision(5),
+            }],
+        };
+        let f = writer.follow(reset, keep.clone()).await.unwrap();
+        assert_eq!((f.version, f.applied), (5, 2));
+        assert_eq!(engine.load().names(), vec!["a", "w"]);
+        // A batch with an invalid router and one of the watched names: the rest applies at 8.
+        let mut bad = value(&config("a", 1));
+        bad["defaultRoute"]["variants"][0]["weight"] = 0.into();
+        let put = |name: &str, config, r| Event::Put {
+            name: name.into(),
+            config,
+            mod_revision: Revision(r),
+        };
+        let batch = WatchItem::Changes {
+            revision: Revision(8),
+            events: vec![
+                put("a", bad, 6),
+                put("w", value(&config("w", 9)), 7),
+                put("b", value(&config("b", 1)), 8),
+            ],
+        };
+        let f = writer.follow(batch, keep.clone()).await.unwrap();
+        assert_eq!((f.version, f.applied), (8, 1));
+        assert_eq!(f.rejected.len(), 1);
+        assert_eq!(f.rejected[0].0, "a");
+        assert!(
+            f.rejected[0].1.errors()[0]
+                .path
+                .to_string()
+                .starts_with("defaultRoute"),
+            "{:?}",
+            f.rejected[0].1
+        );
+        let snapshot = engine.load();
+        assert_eq!(snapshot.names(), vec!["a", "b", "w"]);
+        assert_eq!(snapshot.router("a").unwrap().compiled().version(), 5);
+        assert_eq!(snapshot.router("w").unwrap().config(), &config("w", 1));
+        assert_eq!(snapshot.version(), 8);
+        // A delete, and a batch that only rejects still publishes its revision.
+        let delete = WatchItem::Changes {
+            revision: Revision(9),
+            events: vec![Event::Delete {
+                name: "b".into(),
+                mod_revision: Revision(9),
+            }],
+        };
+        assert_eq!(
+            writer.follow(delete, keep.clone()).await.unwrap().version,
+            9
+        );
+        assert!(engine.load().router("b").is_none());
     }
 }

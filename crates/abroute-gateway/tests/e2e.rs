@@ -378,6 +378,7 @@ async fn routers_survive_a_restart() {
     let mut config = test_config();
     config.store = StoreConfig {
         path: Some(state.clone()),
+        ..StoreConfig::default()
     };
     let h = Harness::start(config.clone()).await;
     for name in ["one", "two", "three"] {
@@ -427,6 +428,7 @@ async fn routers_survive_a_restart() {
     let mut config = test_config();
     config.store = StoreConfig {
         path: Some(state.clone()),
+        ..StoreConfig::default()
     };
     let e = Harness::try_start(config).await.err().expect("refused");
     assert!(e.contains(&format!("{}:2:", state.display())), "{e}");

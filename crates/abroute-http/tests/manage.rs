@@ -709,3 +709,67 @@ fn idempotent_create_answers_an_unchanged_router_as_done() {
     create(&f.api, &body);
     assert_eq!(create(&f.api, &body).0, 409);
 }
+
+#[test]
+fn etags_guard_updates_and_deletes() {
+    let f = with_demo();
+    let (status, got) = send(&f.api, Method::GET, "/router/v1/routers/demo", "");
+    assert_eq!(status, 200);
+    let etag = got["etag"].as_str().unwrap().to_owned();
+    assert_eq!(etag, f.engine.version().to_string());
+    // A PATCH with the current etag lands, and its answer carries the new one.
+    let body = format!(r#"{{ "displayName": "one", "etag": "{etag}" }}"#);
+    let (status, op) = send(
+        &f.api,
+        Method::PATCH,
+        "/router/v1/routers/demo?update_mask=displayName",
+        &body,
+    );
+    assert_eq!(status, 200, "{op}");
+    let fresh = op["response"]["etag"].as_str().unwrap().to_owned();
+    assert_ne!(fresh, etag);
+    let served = f.engine.load_full();
+    assert_eq!(
+        served
+            .router("demo")
+            .unwrap()
+            .config()
+            .display_name
+            .as_deref(),
+        Some("one")
+    );
+    // The stale etag is refused, naming both, and nothing changes.
+    let (status, e) = send(
+        &f.api,
+        Method::PATCH,
+        "/router/v1/routers/demo?update_mask=displayName",
+        &body.replace("one", "two"),
+    );
+    assert_eq!(
+        (status, e["error"]["status"].as_str()),
+        (409, Some("ABORTED")),
+        "{e}"
+    );
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(&etag) && message.contains(&fresh),
+        "{message}"
+    );
+    let delete = |etag: &str| {
+        let uri = format!("/router/v1/routers/demo?etag={etag}");
+        send(&f.api, Method::DELETE, &uri, "")
+    };
+    let (status, e) = delete(&etag);
+    assert_eq!(
+        (status, e["error"]["status"].as_str()),
+        (409, Some("ABORTED")),
+        "{e}"
+    );
+    assert!(f.engine.load().router("demo").is_some());
+    // An etag this API never gave is a 400.
+    assert_eq!(delete("x").0, 400);
+    // The current etag deletes.
+    let (status, e) = delete(&fresh);
+    assert_eq!(status, 200, "{e}");
+    assert!(f.engine.load().router("demo").is_none());
+}

@@ -245,6 +245,14 @@ pub enum ConfigErrorKind {
     },
     /// A router with neither a `defaultRoute` nor any conditional route.
     NoRoutes,
+    /// A batch to publish at a version that is not ahead of the engine's
+    /// ([`Engine::apply_at`](crate::Engine::apply_at)): versions only grow.
+    VersionNotAhead {
+        /// The version asked for.
+        version: u64,
+        /// The engine's version.
+        current: u64,
+    },
 }
 
 impl fmt::Display for ConfigErrorKind {
@@ -338,6 +346,10 @@ impl fmt::Display for ConfigErrorKind {
             K::NoRoutes => f.write_str(
                 "the router has neither a `defaultRoute` nor any conditional route, \
                  so no request could be routed",
+            ),
+            K::VersionNotAhead { version, current } => write!(
+                f,
+                "version {version} is not ahead of the engine's version {current}"
             ),
         }
     }

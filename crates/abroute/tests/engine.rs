@@ -515,3 +515,48 @@ fn routes_know_their_position() {
     assert_eq!(decision.route_id(), "y");
     assert_eq!(decision.route().index(), 1);
 }
+
+#[test]
+fn batches_published_at_a_callers_version() {
+    let engine = Engine::new();
+    let a = router("a", "d", &[("x", "m/x", 1)]);
+    let b = router("b", "d", &[("y", "m/y", 1)]);
+    // A reset at revision 7: every router carries it, and decisions report it.
+    assert_eq!(engine.replace_all_at(vec![a.clone()], 7).unwrap(), 7);
+    assert_eq!(engine.version(), 7);
+    let ctx = RequestContext::new();
+    assert_eq!(engine.load().route("a", &ctx).unwrap().version(), 7);
+    // Batches skip ahead to the caller's version; an empty one still publishes it.
+    assert_eq!(
+        engine
+            .apply_at(vec![Change::Upsert(b.clone())], 12)
+            .unwrap(),
+        12
+    );
+    assert_eq!(engine.load().router("b").unwrap().compiled().version(), 12);
+    assert_eq!(engine.load().router("a").unwrap().compiled().version(), 7);
+    assert_eq!(engine.apply_at(Vec::new(), 13).unwrap(), 13);
+    assert_eq!(engine.load().names(), vec!["a", "b"]);
+    // A version not ahead of the engine's is refused, and nothing changes.
+    for stale in [13, 5] {
+        let e = engine
+            .apply_at(vec![Change::Remove("a".into())], stale)
+            .unwrap_err();
+        assert_eq!(
+            e.errors()[0].kind,
+            ConfigErrorKind::VersionNotAhead {
+                version: stale,
+                current: 13
+            }
+        );
+        assert!(engine.replace_all_at(Vec::new(), stale).is_err());
+    }
+    assert_eq!(engine.version(), 13);
+    assert_eq!(engine.load().names(), vec!["a", "b"]);
+    // An invalid batch is refused as by apply; the plain writes go on from the caller's version.
+    let bad = router("c", "d", &[("z", "m/z", 0)]);
+    assert!(engine.apply_at(vec![Change::Upsert(bad)], 20).is_err());
+    assert_eq!(engine.version(), 13);
+    assert_eq!(engine.upsert(a).unwrap(), 14);
+    assert_eq!(engine.replace_all(vec![b]).unwrap(), 15);
+}

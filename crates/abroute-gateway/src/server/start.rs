@@ -23,9 +23,12 @@
 //! steps (the store, the keys, the routers) fail before anything listens.
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use abroute::{Change, Engine, EngineConfig, RouterConfig, ValidationOptions};
 use abroute_http::{AbrouteLayer, ApiKeys, LayerOptions, Prepared, RouterOptions};
@@ -39,8 +42,10 @@ use super::providers::providers;
 use super::routes::{AppState, ChatService, app};
 use super::{Gateway, SEED_ROUTER, StartError, StartOptions, TokioTimer, start_error};
 use crate::config::GatewayConfig;
-use crate::host::GatewayHost;
-use crate::store::{FileStore, MemoryStore, RouterStore};
+use crate::fleet::Fleet;
+use crate::host::{FleetSlot, GatewayHost};
+use crate::store::postgres::{PostgresStore, jittered};
+use crate::store::{FileStore, MemoryStore, RouterStore, WatchItem};
 use crate::telemetry::{self, Observe};
 use crate::upstream::UpstreamService;
 use crate::watch::{DirWatcher, WatchedNames};
@@ -53,20 +58,40 @@ pub(super) async fn start(
 ) -> Result<Gateway, StartError> {
     let engine = engine(&config);
     let validation = *engine.options();
-    let store = open_store(&config, validation).await?;
+    let shared = shared_store(&config, validation).await?;
+    let store = match &shared {
+        Some(_) => Arc::new(MemoryStore::new()),
+        None => open_store(&config, validation).await?,
+    };
     let keys = keys(&config.auth)?;
     let (writer, writer_task) = EngineWriter::spawn(Arc::clone(&engine), Arc::clone(&store));
-    load_routers(&writer, store.as_ref()).await?;
+    if shared.is_none() {
+        load_routers(&writer, store.as_ref()).await?;
+    }
     let watched = watched_directory(&config, &writer, validation).await?;
-    seed_router(&config, &writer).await?;
+    let fleet_slot: FleetSlot = Arc::default();
+    let mut replica = None;
+    let mut ready = true;
+    if let Some(shared) = shared {
+        let (snapshot, follower) =
+            replica_start(shared, &writer, &watched.names, &fleet_slot).await?;
+        ready = snapshot;
+        replica = Some(follower);
+    } else {
+        seed_router(&config, &writer).await?;
+    }
     let upstreams = providers(&config, options.mock_control.unwrap_or_default()).await?;
     let chat = chat_layer(&config, &engine, keys.chat.as_ref(), upstreams.service);
     let watch_dir = config.watch.as_ref().map(|w| w.dir.clone());
-    let host = Arc::new(GatewayHost::new(
+    let mut host = GatewayHost::new(
         writer.clone(),
         Arc::clone(&watched.names),
         watch_dir.clone(),
-    ));
+    );
+    if replica.is_some() {
+        host = host.with_fleet(Arc::clone(&fleet_slot));
+    }
+    let host = Arc::new(host);
     let api = management_api(
         &engine,
         &host,
@@ -86,8 +111,15 @@ pub(super) async fn start(
     });
     telemetry::prometheus();
     let listening = listen(config.listen, app(Arc::clone(&state))).await?;
-    let background = background::spawn(writer_task, watched.watcher, writer);
-    state.ready.store(true, Ordering::SeqCst);
+    let mut background = background::spawn(writer_task, watched.watcher, writer);
+    if let Some(follower) = replica {
+        let state = Arc::clone(&state);
+        background.push(tokio::spawn(async move {
+            let on_ready = move || state.ready.store(true, Ordering::SeqCst);
+            follower.run(on_ready).await;
+        }));
+    }
+    state.ready.store(ready, Ordering::SeqCst);
     tracing::info!(
         addr = %listening.addr,
         routers = engine.load().len(),
@@ -148,6 +180,176 @@ async fn open_store(
     })
 }
 
+/// The shared store of `[store] url` with the local copy of `[store] path`.
+struct Shared {
+    /// The store, when it was reached at start.
+    store: Option<Arc<PostgresStore>>,
+    /// The URL and CA file, to connect later when it was not.
+    url: String,
+    ca_file: Option<std::path::PathBuf>,
+    /// The local copy of the last snapshot applied.
+    local: Option<Arc<FileStore>>,
+}
+
+/// The shared store of `[store] url`, if any: connected now, or (unreachable) to be connected
+/// in the background while the local copy serves.
+///
+/// # Errors
+///
+/// A malformed URL, a refused password, a missing database or missing permissions, a schema
+/// too new, a TLS failure (every message names the store without its password), or a local
+/// copy that cannot be read.
+async fn shared_store(
+    config: &GatewayConfig,
+    validation: ValidationOptions,
+) -> Result<Option<Shared>, StartError> {
+    let Some(url) = &config.store.url else {
+        return Ok(None);
+    };
+    let local = match &config.store.path {
+        Some(path) => Some(Arc::new(FileStore::open(path, &validation).await.map_err(
+            |e| {
+                start_error(format!(
+                    "cannot load the local copy of the router store:\n{e}"
+                ))
+            },
+        )?)),
+        None => None,
+    };
+    let ca_file = config.store.ca_file.clone();
+    let store = match PostgresStore::connect(url, ca_file.as_deref()).await {
+        Ok(s) => Some(Arc::new(s)),
+        Err(e) if e.is_unavailable() => {
+            tracing::warn!(error = %e, "the router store is unreachable: serving from the local copy, connecting in the background");
+            None
+        }
+        Err(e) => return Err(start_error(format!("cannot use the router store: {e}"))),
+    };
+    Ok(Some(Shared {
+        store,
+        url: url.clone(),
+        ca_file,
+        local,
+    }))
+}
+
+/// The replica's follower: connects (if it has not yet) and follows the store.
+struct Follower {
+    shared: Shared,
+    writer: EngineWriter,
+    watched: WatchedNames,
+    slot: FleetSlot,
+    /// Ready to follow (the store was loaded at start).
+    started: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Follower {
+    /// Connects with backoff and jitter (100 ms to 10 s) when the store was not reached at
+    /// start, loads it (`on_ready` then), and follows it until the gateway stops.
+    async fn run(mut self, on_ready: impl FnOnce() + Send) {
+        if let Some(follow) = self.started.take() {
+            return follow.await;
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            tokio::time::sleep(jittered(backoff)).await;
+            match PostgresStore::connect(&self.shared.url, self.shared.ca_file.as_deref()).await {
+                Ok(store) => {
+                    let started = Fleet::start(
+                        Arc::new(store),
+                        self.writer.clone(),
+                        Arc::clone(&self.watched),
+                        self.shared.local.clone(),
+                    )
+                    .await;
+                    match started {
+                        Ok((fleet, follow)) => {
+                            tracing::info!(
+                                revision = fleet.revision().get(),
+                                "the router store is reachable again: loaded"
+                            );
+                            let _ = self.slot.set(fleet);
+                            on_ready();
+                            return follow.await;
+                        }
+                        Err(e) => tracing::warn!(error = %e, "cannot load the router store"),
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "the router store is still unreachable"),
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+}
+
+/// Loads the replica: the shared store when it was reached (then follows it), else the local
+/// copy; whether a snapshot was loaded (`/readyz`), and the follower to run in the background.
+///
+/// # Errors
+///
+/// When the store cannot be read now that it was reached, or the local copy is refused.
+async fn replica_start(
+    shared: Shared,
+    writer: &EngineWriter,
+    watched: &WatchedNames,
+    slot: &FleetSlot,
+) -> Result<(bool, Follower), StartError> {
+    let mut follower = Follower {
+        writer: writer.clone(),
+        watched: Arc::clone(watched),
+        slot: Arc::clone(slot),
+        started: None,
+        shared,
+    };
+    if let Some(store) = follower.shared.store.clone() {
+        let (fleet, follow) = Fleet::start(
+            store,
+            writer.clone(),
+            Arc::clone(watched),
+            follower.shared.local.clone(),
+        )
+        .await
+        .map_err(|e| start_error(format!("cannot load the router store: {e}")))?;
+        tracing::info!(
+            revision = fleet.revision().get(),
+            routers = writer.engine().load().len(),
+            "router store loaded"
+        );
+        let _ = slot.set(fleet);
+        follower.started = Some(Box::pin(follow));
+        return Ok((true, follower));
+    }
+    // The store is away: the local copy, if there is one.
+    let Some(local) = &follower.shared.local else {
+        return Ok((false, follower));
+    };
+    if !local.path().exists() {
+        return Ok((false, follower));
+    }
+    let stored = local
+        .load_all()
+        .await
+        .map_err(|e| start_error(format!("cannot load the local copy: {e}")))?;
+    let keep = watched
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    let item = WatchItem::Reset {
+        revision: stored.revision,
+        routers: stored.routers,
+    };
+    let followed = writer
+        .follow(item, keep)
+        .await
+        .map_err(|e| start_error(format!("cannot load the local copy: {e}")))?;
+    tracing::info!(
+        revision = stored.revision.get(),
+        routers = followed.applied,
+        "serving the local copy of the router store"
+    );
+    Ok((true, follower))
+}
+
 /// Every stored router, loaded into the engine as one snapshot, all or nothing.
 ///
 /// # Errors
@@ -158,15 +360,17 @@ async fn load_routers(writer: &EngineWriter, store: &dyn RouterStore) -> Result<
         .load_all()
         .await
         .map_err(|e| start_error(format!("cannot load the router store: {e}")))?;
-    writer
-        .replace_all(stored.routers)
-        .await
-        .map_err(|e| match e {
-            WriteError::Invalid(e) => start_error(format!(
-                "cannot load the router store: stored routers are invalid:\n{e}"
-            )),
-            WriteError::Stopped => start_error(format!("cannot load the router store: {e}")),
-        })
+    let routers = stored.configs().map_err(|(name, e)| {
+        start_error(format!(
+            "cannot load the router store: stored router {name:?} is invalid:\n{e}"
+        ))
+    })?;
+    writer.replace_all(routers).await.map_err(|e| match e {
+        WriteError::Invalid(e) => start_error(format!(
+            "cannot load the router store: stored routers are invalid:\n{e}"
+        )),
+        WriteError::Stopped => start_error(format!("cannot load the router store: {e}")),
+    })
 }
 
 /// The watched directory's routers and its watcher.

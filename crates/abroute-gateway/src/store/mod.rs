@@ -1,48 +1,34 @@
 //! The router store: where the routers created through the management API are kept, behind
-//! one async interface.
+//! one async interface shaped like etcd's.
 //!
-//! [`RouterStore`] is what the gateway asks of a store: every router at start
-//! ([`load_all`](RouterStore::load_all)), and each change made through the API
-//! ([`put`](RouterStore::put), [`delete`](RouterStore::delete)), recorded *before* the engine
-//! serves it, so that what the API answered 200 survives a restart. Its methods return boxed
-//! futures, so a store is used as `Arc<dyn RouterStore>` and a backend may do real I/O (a
-//! database round trip) without blocking a thread. Two backends:
+//! [`RouterStore`] is what the gateway asks of a store: every router with the store's
+//! [`Revision`] ([`load_all`](RouterStore::load_all)); each change made through the API
+//! ([`put`](RouterStore::put), [`delete`](RouterStore::delete)) as a compare-and-set on the
+//! router's mod_revision ([`Expect`]), failing with a [`StoreError::Conflict`] naming the current
+//! one, recorded *before* the engine serves it; and [`watch`](RouterStore::watch) from a revision:
+//! ordered batches of changes, or a reset when the history is compacted. Its methods return boxed
+//! futures, so a store is used as `Arc<dyn RouterStore>` and a backend may do real I/O without
+//! blocking a thread. Three backends:
 //!
-//! - [`FileStore`] (`file`): the JSON state file of `[store] path`, rewritten atomically on
-//!   every change, its blocking file I/O on tokio's blocking pool;
+//! - [`FileStore`] (`file`): the JSON state file of `[store] path` (its revision and each
+//!   router's mod_revision in it), rewritten atomically on every change, its blocking file I/O
+//!   on tokio's blocking pool;
 //! - [`MemoryStore`] (`memory`): the state when no path is configured; nothing survives a
-//!   restart.
+//!   restart;
+//! - [`PostgresStore`](postgres::PostgresStore) (`postgres`): the fleet's, shared by every
+//!   replica ([`RouterStore::shared`]); `docs/fleet.md` is its long form.
 //!
-//! The engine writer ([`crate::writer`]) calls `put` and `delete` for the management API, one
-//! change at a time, between checking the change's expectation and applying it to the engine.
-//! (Until the adapter's host-based management API is merged, the API still calls them itself,
-//! through a temporary blocking shim in `server`.) A store must be safe to call concurrently all
-//! the same: each serializes its own writes.
+//! The two local stores share their revisioned state (`local`): their watch yields the changes
+//! made through the store itself, from a bounded history (older cursors get a reset). A store
+//! must be safe to call concurrently: each serializes its own writes.
 //!
-//! # How the fleet store (issue 13) extends it
-//!
-//! The interface is shaped after etcd's so that a shared store is an extension, not a rewrite:
-//!
-//! - **Revision.** [`Stored`] is a struct so that it gains the store-wide `revision` (and each
-//!   router its `mod_revision`) without a change to the callers that read `routers`; `put` and
-//!   `delete` then resolve to the revision they wrote at instead of `()`. The file store keeps
-//!   its revision in the state file (a new `abroute_state` format, read beside format 1).
-//! - **Compare-and-set.** `put` and `delete` gain an expectation (absent, at a revision, any)
-//!   and [`StoreError`] a `Conflict` naming the current revision. The writer already holds the
-//!   API's [`Expect`](abroute_http::Expect) at the point where it calls the store (it checks it
-//!   against the engine today), so only the writer's commit changes: the check moves from the
-//!   engine into the store's transaction.
-//! - **Watch.** A `watch(from_revision)` method giving ordered batches of changes, or a reset
-//!   when the history it needs is compacted, with a default for the backends that have no other
-//!   writer (file and memory: every change comes through this process, so the watch never
-//!   yields). The engine writer gains a second input that applies each batch with
-//!   `Engine::apply` and a reset with `Engine::replace_all`.
-//! - **Backends.** PostgreSQL is a third implementation beside these two. An etcd backend maps
-//!   one to one: `load_all` is a range read of the prefix (its header revision), `put` and
-//!   `delete` a transaction comparing the key's `mod_revision` (or its absence) then putting or
-//!   deleting, and `watch` etcd's watch from a revision, `ErrCompacted` becoming the reset.
+//! An etcd backend maps one to one: `load_all` is a range read of the prefix (its header
+//! revision), `put` and `delete` a transaction comparing the key's `mod_revision` (or its
+//! absence) then putting or deleting, and `watch` etcd's watch from a revision, `ErrCompacted`
+//! becoming the reset (the table is in [`postgres`]'s doc).
 
 mod file;
+mod local;
 mod memory;
 pub mod postgres;
 pub mod revision;
@@ -51,59 +37,99 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 
-use abroute::RouterConfig;
+use abroute::{ConfigErrors, RouterConfig};
 
 pub use file::{
-    FileStore, STATE_FORMAT, StoreOpenError, parse_state, render_state, write_atomically,
+    FileStore, STATE_FORMAT, State, StoreOpenError, parse_state, parse_state_file, render_state,
+    write_atomically,
 };
+pub use local::HISTORY;
 pub use memory::MemoryStore;
+pub use revision::{
+    Conflict, Event, Expect, Revision, StoredRouter, Watch, WatchItem, WatchStatus,
+};
 
 /// The future a [`RouterStore`] method returns.
 pub type StoreFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, StoreError>> + Send + 'a>>;
 
-/// Everything a store holds, as [`RouterStore::load_all`] reads it.
+/// Everything a store holds at one revision, as [`RouterStore::load_all`] reads it.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stored {
-    /// Every router, in name order.
-    pub routers: Vec<RouterConfig>,
+    /// The store's revision.
+    pub revision: Revision,
+    /// Every router with its mod_revision, in name order, as stored (the caller validates).
+    pub routers: Vec<StoredRouter>,
 }
 
-/// Persistence for the routers of the management API.
+impl Stored {
+    /// The routers as configs, in name order.
+    ///
+    /// # Errors
+    ///
+    /// The first router that does not parse, with its name.
+    pub fn configs(&self) -> Result<Vec<RouterConfig>, (String, ConfigErrors)> {
+        self.routers
+            .iter()
+            .map(|r| RouterConfig::from_value(&r.config).map_err(|e| (r.name.clone(), e)))
+            .collect()
+    }
+}
+
+/// Persistence for the routers of the management API, shaped like etcd's API: one store-wide
+/// [`Revision`], compare-and-set writes, and a watch from a revision.
 pub trait RouterStore: Send + Sync + 'static {
-    /// Every stored router, for the start.
+    /// Every stored router and the store's revision, read at once.
     ///
     /// # Errors
     ///
     /// When the store cannot be read.
     fn load_all(&self) -> StoreFuture<'_, Stored>;
 
-    /// Records `router` (created or updated), replacing any with the same name. Resolves once
-    /// the change is durable.
+    /// Records `router` (created or updated) if `expect` holds; the revision of the change.
+    /// Resolves once the change is durable.
     ///
     /// # Errors
     ///
-    /// When it could not be recorded; the store is then as it was.
-    fn put<'a>(&'a self, router: &'a RouterConfig) -> StoreFuture<'a, ()>;
+    /// [`StoreError::Conflict`] when `expect` does not hold, [`StoreError::Unavailable`] when it
+    /// could not be recorded; the store is then as it was.
+    fn put<'a>(&'a self, router: &'a RouterConfig, expect: Expect) -> StoreFuture<'a, Revision>;
 
-    /// Deletes the router `name` (bare). Deleting a router that is not stored is not an error.
+    /// Deletes the router `name` (bare) if it exists and `expect` holds; the revision of the
+    /// change.
     ///
     /// # Errors
     ///
-    /// When the deletion could not be recorded; the store is then as it was.
-    fn delete<'a>(&'a self, name: &'a str) -> StoreFuture<'a, ()>;
+    /// [`StoreError::Conflict`] (`current: None` when there is no such router) or
+    /// [`StoreError::Unavailable`]; the store is then as it was.
+    fn delete<'a>(&'a self, name: &'a str, expect: Expect) -> StoreFuture<'a, Revision>;
+
+    /// The changes after `from`, in revision order, each once, or a reset when the history
+    /// they need is gone; runs until the [`Watch`]'s receiver is dropped. The local stores yield
+    /// their own changes (every change comes through this process).
+    fn watch(&self, from: Revision) -> Watch;
+
+    /// Whether other processes write this store too (a fleet's): the engine then follows the
+    /// store's watch, and its versions are the store's revisions.
+    fn shared(&self) -> bool {
+        false
+    }
 }
 
 /// Why a store call failed. Nothing was changed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreError {
+    /// The write's expectation did not hold: what the store holds under that name.
+    Conflict(Conflict),
     /// The store could not be read or written (the disk, a connection). The message is for
-    /// the gateway's logs: it may name paths or hosts, so clients get a generic 503.
+    /// the gateway's logs: it may name paths or hosts (never a password), so clients get a
+    /// generic 503.
     Unavailable(String),
 }
 
 impl fmt::Display for StoreError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            StoreError::Conflict(c) => write!(f, "router store: conflict: {c}"),
             StoreError::Unavailable(m) => write!(f, "router store: {m}"),
         }
     }

@@ -78,7 +78,6 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use rustls::client::WebPkiServerVerifier;
@@ -94,7 +93,12 @@ use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{AsyncMessage, Client, IsolationLevel, Socket};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
-pub use super::revision::{Conflict, Event, Expect, Revision, StoredRouter, WatchItem};
+use super::{RouterStore, StoreError, StoreFuture, Stored};
+use abroute::RouterConfig;
+
+pub use super::revision::{
+    Conflict, Event, Expect, Revision, StoredRouter, Watch, WatchItem, WatchStatus,
+};
 
 /// The schema version this gateway creates and reads.
 pub const SCHEMA_VERSION: i32 = 1;
@@ -810,10 +814,7 @@ impl PostgresStore {
     /// through connection losses and stops when the [`Watch`]'s receiver is dropped.
     pub fn watch_with(&self, from: Revision, options: WatchOptions) -> Watch {
         let (tx, rx) = mpsc::channel(options.capacity.max(1));
-        let status = Arc::new(WatchStatus {
-            up: AtomicBool::new(false),
-            revision: AtomicU64::new(from.0),
-        });
+        let status = Arc::new(WatchStatus::new(false, from));
         tokio::spawn(run_watch(
             self.target.clone(),
             from,
@@ -847,34 +848,6 @@ impl Default for WatchOptions {
             backoff_max: Duration::from_secs(10),
             capacity: 64,
         }
-    }
-}
-
-/// A running watcher: its items, and its status for metrics.
-#[derive(Debug)]
-pub struct Watch {
-    /// Changes and resets, in revision order. Dropping it stops the watcher.
-    pub items: mpsc::Receiver<WatchItem>,
-    /// Whether the watcher is connected, and the revision it has read up to.
-    pub status: Arc<WatchStatus>,
-}
-
-/// What a watcher reports about itself (`abroute_store_up`, `abroute_store_revision`).
-#[derive(Debug)]
-pub struct WatchStatus {
-    up: AtomicBool,
-    revision: AtomicU64,
-}
-
-impl WatchStatus {
-    /// Whether the watcher's connection is open and its last catch-up succeeded.
-    pub fn up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
-    }
-
-    /// The revision the watcher has handed on everything up to.
-    pub fn revision(&self) -> Revision {
-        Revision(self.revision.load(Ordering::Relaxed))
     }
 }
 
@@ -1123,7 +1096,7 @@ async fn listen(
 
 /// `base` shortened by up to half at random, so replicas that lost the store together do not
 /// come back in step.
-fn jittered(base: Duration) -> Duration {
+pub fn jittered(base: Duration) -> Duration {
     let mut h = RandomState::new().build_hasher();
     h.write_u64(0);
     let fraction = (h.finish() >> 11) as f64 / (1u64 << 53) as f64;
@@ -1160,7 +1133,7 @@ async fn run_watch(
                         break;
                     }
                 };
-                if !status.up.swap(true, Ordering::Relaxed) {
+                if !status.set_up(true) {
                     tracing::info!(store = %target.shown, revision = cursor.0, "store watch: connected");
                 }
                 backoff = options.backoff_min;
@@ -1173,7 +1146,7 @@ async fn run_watch(
                     return;
                 }
                 cursor = revision;
-                status.revision.store(cursor.0, Ordering::Relaxed);
+                status.set_revision(cursor);
                 tokio::select! {
                     () = wake.notified() => {}
                     () = tokio::time::sleep(options.catch_up_every) => {}
@@ -1188,12 +1161,60 @@ async fn run_watch(
                 tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "store watch: cannot connect");
             }
         }
-        status.up.store(false, Ordering::Relaxed);
+        status.set_up(false);
         tokio::select! {
             () = tokio::time::sleep(jittered(backoff)) => {}
             () = tx.closed() => return,
         }
         backoff = (backoff * 2).min(options.backoff_max);
+    }
+}
+
+/// The fleet's store behind the gateway's [`RouterStore`] interface: configs written as JSON,
+/// a failed write or read [`StoreError::Unavailable`] with the redacted message.
+impl RouterStore for PostgresStore {
+    fn load_all(&self) -> StoreFuture<'_, Stored> {
+        Box::pin(async move {
+            let (revision, routers) = PostgresStore::load_all(self)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))?;
+            Ok(Stored { revision, routers })
+        })
+    }
+
+    fn put<'a>(&'a self, router: &'a RouterConfig, expect: Expect) -> StoreFuture<'a, Revision> {
+        Box::pin(async move {
+            let config = serde_json::to_value(router)
+                .map_err(|e| StoreError::Unavailable(format!("cannot encode the router: {e}")))?;
+            PostgresStore::put(self, &router.name, &config, expect)
+                .await
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn delete<'a>(&'a self, name: &'a str, expect: Expect) -> StoreFuture<'a, Revision> {
+        Box::pin(async move {
+            PostgresStore::delete(self, name, expect)
+                .await
+                .map_err(StoreError::from)
+        })
+    }
+
+    fn watch(&self, from: Revision) -> Watch {
+        PostgresStore::watch(self, from)
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+}
+
+impl From<PutError> for StoreError {
+    fn from(e: PutError) -> StoreError {
+        match e {
+            PutError::Conflict(c) => StoreError::Conflict(c),
+            PutError::Store(e) => StoreError::Unavailable(e.to_string()),
+        }
     }
 }
 

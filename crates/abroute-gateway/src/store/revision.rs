@@ -13,6 +13,10 @@
 //! caller validates it when it applies it (a row written by another tool may not be a router).
 
 use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use tokio::sync::mpsc;
 
 use serde_json::Value;
 
@@ -154,6 +158,52 @@ impl WatchItem {
         match self {
             WatchItem::Changes { revision, .. } | WatchItem::Reset { revision, .. } => *revision,
         }
+    }
+}
+
+/// A running watcher: its items, and its status for metrics.
+#[derive(Debug)]
+pub struct Watch {
+    /// Changes and resets, in revision order. Dropping it stops the watcher.
+    pub items: mpsc::Receiver<WatchItem>,
+    /// Whether the watcher is connected, and the revision it has read up to.
+    pub status: Arc<WatchStatus>,
+}
+
+/// What a watcher reports about itself (`abroute_store_up`, `abroute_store_revision`).
+#[derive(Debug)]
+pub struct WatchStatus {
+    up: AtomicBool,
+    revision: AtomicU64,
+}
+
+impl WatchStatus {
+    /// A status, up or not, at `revision`.
+    pub(crate) fn new(up: bool, revision: Revision) -> WatchStatus {
+        WatchStatus {
+            up: AtomicBool::new(up),
+            revision: AtomicU64::new(revision.0),
+        }
+    }
+
+    /// Records whether the watcher is up; whether it was.
+    pub(crate) fn set_up(&self, up: bool) -> bool {
+        self.up.swap(up, Ordering::Relaxed)
+    }
+
+    /// Records the revision handed on.
+    pub(crate) fn set_revision(&self, revision: Revision) {
+        self.revision.store(revision.0, Ordering::Relaxed);
+    }
+
+    /// Whether the watcher's connection is open and its last catch-up succeeded.
+    pub fn up(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    /// The revision the watcher has handed on everything up to.
+    pub fn revision(&self) -> Revision {
+        Revision(self.revision.load(Ordering::Relaxed))
     }
 }
 

@@ -181,7 +181,7 @@ impl MgmtError {
         MgmtError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "UNAVAILABLE",
-            "the router store failed; nothing was changed",
+            "the router store is unreachable or failed; nothing was changed",
         )
     }
 
@@ -577,9 +577,10 @@ impl ManagementApi {
         let router = snapshot
             .router(name)
             .ok_or_else(|| MgmtError::not_found(name))?;
+        let value = serde_json::to_value(router.config()).unwrap_or(Value::Null);
         Ok(json_response(
             StatusCode::OK,
-            &serde_json::to_value(router.config()).unwrap_or(Value::Null),
+            &with_etag(value, router.compiled().version()),
         ))
     }
 
@@ -593,6 +594,11 @@ impl ManagementApi {
         let name = self.router_name(req)?;
         self.may_change(name)?;
         let update = update_request(req, name)?;
+        let etag = match update.body.get("etag") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(e)) => Some(etag_version(e)?),
+            Some(other) => Some(etag_version(&other.to_string())?),
+        };
         for _ in 0..MAX_WRITE_TRIES {
             // What the router is now; the merge is made again onto a newer version when the
             // router changed before the commit.
@@ -603,6 +609,9 @@ impl ManagementApi {
                     .ok_or_else(|| MgmtError::not_found(name))?;
                 (loaded.config().clone(), loaded.compiled().version())
             };
+            if let Some(e) = etag.filter(|e| *e != version) {
+                return Err(stale_etag(name, e, Some(version)));
+            }
             let config = merge(&existing, &update)?;
             config
                 .compile_with(&self.validation)
@@ -614,6 +623,10 @@ impl ManagementApi {
             };
             match self.host.commit(change).await {
                 Ok(c) => return Ok(operation("update", name, c.version, response_router, false)),
+                // With an etag, the router had to be at exactly that version.
+                Err(CommitError::Conflict { current }) if etag.is_some() => {
+                    return Err(stale_etag(name, version, current));
+                }
                 Err(CommitError::Conflict { current: Some(_) }) => {}
                 Err(e) => return Err(MgmtError::commit(e, name)),
             }
@@ -655,8 +668,38 @@ fn operation(
             "name": format!("operations/{operation}-{name}-v{version}"),
             "metadata": metadata,
             "done": true,
-            "response": router,
+            "response": with_etag(router, version),
         }),
+    )
+}
+
+/// A router resource with its `etag` (AIP-154): the version it is served at, as a string. A
+/// PATCH (in the body) or a DELETE (`?etag=`) that carries one is made only if the router is
+/// still at that version, else refused with 409 `ABORTED`.
+fn with_etag(mut router: Value, version: u64) -> Value {
+    if let Value::Object(m) = &mut router {
+        m.insert("etag".into(), Value::String(version.to_string()));
+    }
+    router
+}
+
+/// The version an `etag` names; `Err` (400) when it is not one this API gave.
+fn etag_version(etag: &str) -> Result<u64, MgmtError> {
+    etag.trim_matches('"').parse().map_err(|_| {
+        MgmtError::invalid(
+            format!("the etag {etag:?} is not one this API gave"),
+            vec![("etag".into(), "expected the etag of a GET".into())],
+        )
+    })
+}
+
+/// 409 `ABORTED` for a write whose etag is not the router's now.
+fn stale_etag(name: &str, etag: u64, current: Option<u64>) -> MgmtError {
+    let now = current.map_or_else(|| "deleted".to_owned(), |v| format!("at etag \"{v}\""));
+    MgmtError::new(
+        StatusCode::CONFLICT,
+        "ABORTED",
+        format!("router {name:?} changed since etag \"{etag}\" (it is {now}); read it again"),
     )
 }
 
@@ -684,7 +727,8 @@ fn update_request(req: &Request<Bytes>, name: &str) -> Result<Update, MgmtError>
     };
     let mut violations = Vec::new();
     for key in body.keys() {
-        let known = key == "name" || FIELDS.iter().any(|(a, b)| key == a || key == b);
+        let known =
+            key == "name" || key == "etag" || FIELDS.iter().any(|(a, b)| key == a || key == b);
         if !known {
             violations.push((
                 key.clone(),
@@ -783,6 +827,13 @@ impl ManagementApi {
             .router(name)
             .map(|r| r.compiled().version())
             .ok_or_else(|| MgmtError::not_found(name))?;
+        let etag = match query_param(req, &["etag"]) {
+            Some(e) => Some(etag_version(&e)?),
+            None => None,
+        };
+        if let Some(e) = etag.filter(|e| *e != version) {
+            return Err(stale_etag(name, e, Some(version)));
+        }
         for _ in 0..MAX_WRITE_TRIES {
             let change = RouterChange::Delete {
                 name: name.to_owned(),
@@ -790,6 +841,9 @@ impl ManagementApi {
             };
             match self.host.commit(change).await {
                 Ok(_) => return Ok(json_response(StatusCode::OK, &json!({}))),
+                Err(CommitError::Conflict { current }) if etag.is_some() => {
+                    return Err(stale_etag(name, version, current));
+                }
                 // Changed meanwhile: what is there now is deleted.
                 Err(CommitError::Conflict { current: Some(v) }) => version = v,
                 Err(e) => return Err(MgmtError::commit(e, name)),

@@ -353,15 +353,29 @@ impl Engine {
 
     /// Publishes `change` applied to the current routers, as version `current + 1`.
     fn publish(&self, change: impl FnOnce(&mut Routers, u64) -> bool) -> Option<u64> {
+        self.publish_at(None, change).unwrap_or_default()
+    }
+
+    /// Publishes `change` as version `at` (`current + 1` when `None`); `Err(current)` when `at`
+    /// is not ahead of the current version, and nothing is published then.
+    fn publish_at(
+        &self,
+        at: Option<u64>,
+        change: impl FnOnce(&mut Routers, u64) -> bool,
+    ) -> Result<Option<u64>, u64> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let old = self.current.load();
-        let version = old.version + 1;
+        let version = match at {
+            Some(at) if at <= old.version => return Err(old.version),
+            Some(at) => at,
+            None => old.version + 1,
+        };
         let mut routers = old.routers.clone();
         if !change(&mut routers, version) {
-            return None;
+            return Ok(None);
         }
         self.current.store(Arc::new(Snapshot { version, routers }));
-        Some(version)
+        Ok(Some(version))
     }
 
     /// Adds a router or replaces the one with the same name. Returns the new version.
@@ -403,6 +417,25 @@ impl Engine {
         if changes.is_empty() {
             return Ok(self.version());
         }
+        self.apply_to(changes, None)
+    }
+
+    /// [`apply`](Engine::apply), published as `version` instead of the next one: a host whose
+    /// routers come from a store with revisions (a fleet's) publishes each batch at the store's
+    /// revision, so every replica reports the same version for the same routers. `version`
+    /// must be ahead of the engine's; an empty batch publishes the same routers as `version`.
+    /// Returns `version`.
+    ///
+    /// # Errors
+    ///
+    /// Every problem in every change, or [`ConfigErrorKind::VersionNotAhead`] when `version`
+    /// is not ahead of the engine's; the engine is then unchanged.
+    pub fn apply_at(&self, changes: Vec<Change>, version: u64) -> Result<u64, ConfigErrors> {
+        self.apply_to(changes, Some(version))
+    }
+
+    /// One batch, published as `at` (the next version when `None`).
+    fn apply_to(&self, changes: Vec<Change>, at: Option<u64>) -> Result<u64, ConfigErrors> {
         let compiled = self.compile_batch(changes.iter().map(|c| match c {
             Change::Upsert(config) => (c.name(), Some(config)),
             Change::Remove(_) => (c.name(), None),
@@ -419,7 +452,7 @@ impl Engine {
                 (Change::Upsert(_), None) => None,
             })
             .collect();
-        let version = self.publish(|routers, version| {
+        let version = self.publish_at(at, |routers, version| {
             for step in steps {
                 match step {
                     Step::Load(loaded) => insert(routers, version, *loaded),
@@ -431,7 +464,9 @@ impl Engine {
             true
         });
         // `publish` only declines when the change closure says so; this one never does.
-        Ok(version.unwrap_or_default())
+        Ok(version
+            .map_err(|current| not_ahead(at, current))?
+            .unwrap_or_default())
     }
 
     /// Replaces every router at once: all of `configs` are loaded, or none is.
@@ -442,6 +477,31 @@ impl Engine {
     ///
     /// Every problem in every config, and duplicate names; the engine is then unchanged.
     pub fn replace_all(&self, configs: Vec<RouterConfig>) -> Result<u64, ConfigErrors> {
+        self.replace_all_to(configs, None)
+    }
+
+    /// [`replace_all`](Engine::replace_all), published as `version` instead of the next one (a
+    /// fleet's reset: the whole state at the store's revision). `version` must be ahead of the
+    /// engine's. Returns `version`.
+    ///
+    /// # Errors
+    ///
+    /// Every problem in every config, duplicate names, or
+    /// [`ConfigErrorKind::VersionNotAhead`]; the engine is then unchanged.
+    pub fn replace_all_at(
+        &self,
+        configs: Vec<RouterConfig>,
+        version: u64,
+    ) -> Result<u64, ConfigErrors> {
+        self.replace_all_to(configs, Some(version))
+    }
+
+    /// Every router replaced, published as `at` (the next version when `None`).
+    fn replace_all_to(
+        &self,
+        configs: Vec<RouterConfig>,
+        at: Option<u64>,
+    ) -> Result<u64, ConfigErrors> {
         let compiled = self.compile_batch(configs.iter().map(|c| (c.name.as_str(), Some(c))))?;
         // Prepared before the lock. `compile_batch` compiles every config.
         let loaded: Vec<LoadedRouter> = compiled
@@ -449,7 +509,7 @@ impl Engine {
             .zip(configs)
             .filter_map(|(compiled, config)| Some(self.loaded(compiled?, config)))
             .collect();
-        let version = self.publish(|routers, version| {
+        let version = self.publish_at(at, |routers, version| {
             routers.clear();
             for loaded in loaded {
                 insert(routers, version, loaded);
@@ -457,7 +517,9 @@ impl Engine {
             true
         });
         // `publish` only declines when the change closure says so; this one never does.
-        Ok(version.unwrap_or_default())
+        Ok(version
+            .map_err(|current| not_ahead(at, current))?
+            .unwrap_or_default())
     }
 
     /// Validates and compiles a batch of changes, each a router name and the config to load
@@ -491,4 +553,13 @@ impl Engine {
             None => Ok(compiled),
         }
     }
+}
+
+/// The error of a batch asked to publish at `at`, not ahead of `current`.
+fn not_ahead(at: Option<u64>, current: u64) -> ConfigErrors {
+    let kind = ConfigErrorKind::VersionNotAhead {
+        version: at.unwrap_or_default(),
+        current,
+    };
+    ConfigError::new(JsonPath::root(), kind).into()
 }
