@@ -5,15 +5,16 @@
 //! is the guide; this is the map.
 //!
 //! - [`server`]: `abroute serve`. [`Gateway::start`](server::Gateway::start) loads the routers
-//!   (state file, watched directory, the seed's router in the demo mode), serves chat
+//!   (the store, watched directory, the seed's router in the demo mode), serves chat
 //!   completions through the adapter's layer to the providers, the management API, and
 //!   `/healthz`, `/readyz`, `/metrics`; [`Gateway::shutdown`](server::Gateway::shutdown) drains
 //!   gracefully.
 //! - [`writer`]: the one task that writes the engine; every change (the store's routers at
 //!   start, the watched directory, the seed, the refresh timer, the management API) is a job
 //!   sent to it. [`host`]: the gateway as the management API's host (which routers may change,
-//!   commits through the writer). [`store`]: the router store behind one async interface, the
-//!   state file (written atomically) or memory. [`watch`]: a directory of router files,
+//!   commits through the writer). [`store`]: the router store behind one async interface shaped
+//!   like etcd's: the state file (written atomically), memory, or PostgreSQL for a fleet.
+//!   [`fleet`]: a replica following a shared store. [`watch`]: a directory of router files,
 //!   hot-swapped.
 //! - [`config`]: the TOML config file. [`upstream`]: providers by model prefix, the pooled HTTP
 //!   client that streams responses through. [`telemetry`]: metrics and logs. [`mock`]: the
