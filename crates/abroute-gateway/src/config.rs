@@ -282,6 +282,22 @@ pub struct StoreConfig {
     pub url: Option<String>,
     /// More trusted roots (PEM) for `sslmode=verify-full`.
     pub ca_file: Option<PathBuf>,
+    /// How long the shared store keeps the tombstone of a deleted router before compaction
+    /// removes it (default [`DEFAULT_TOMBSTONE_RETENTION`]); a replica away longer reloads the
+    /// whole store (a reset) when it returns. Every replica compacts, every quarter of it.
+    #[serde(deserialize_with = "de_some_duration")]
+    pub tombstone_retention: Option<Duration>,
+}
+
+/// The default of `[store] tombstone_retention`: one hour.
+pub const DEFAULT_TOMBSTONE_RETENTION: Duration = Duration::from_secs(3600);
+
+impl StoreConfig {
+    /// `tombstone_retention`, or its default.
+    pub fn tombstone_retention(&self) -> Duration {
+        self.tombstone_retention
+            .unwrap_or(DEFAULT_TOMBSTONE_RETENTION)
+    }
 }
 
 impl std::fmt::Debug for StoreConfig {
@@ -293,6 +309,7 @@ impl std::fmt::Debug for StoreConfig {
                 &self.url.as_deref().map(crate::store::postgres::redact),
             )
             .field("ca_file", &self.ca_file)
+            .field("tombstone_retention", &self.tombstone_retention)
             .finish()
     }
 }
@@ -613,6 +630,10 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
         _ => return None,
     };
     Duration::try_from_secs_f64(seconds).ok()
+}
+
+fn de_some_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    de_duration(d).map(Some)
 }
 
 fn de_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {

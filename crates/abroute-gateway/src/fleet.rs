@@ -49,8 +49,44 @@ pub struct Fleet {
     /// The store revision the engine serves.
     applied: watch::Sender<Revision>,
     mirror: Mutex<Mirror>,
+    /// The engine version each router of the mirror was published at, recorded with it: a
+    /// write's expectation is mapped through this, never through an engine that may have
+    /// published a batch the mirror does not hold yet.
+    versions: Mutex<BTreeMap<String, u64>>,
     local: Option<Arc<FileStore>>,
     status: Mutex<Option<Arc<WatchStatus>>>,
+    /// How long the store keeps a tombstone; this replica compacts every quarter of it.
+    retention: Duration,
+}
+
+/// Aborts a task when dropped: the compactor stops with the follower.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// How often a replica compacts the store's tombstones, for a `retention`: every quarter of
+/// it, between 250 ms and 5 minutes.
+pub fn compaction_interval(retention: Duration) -> Duration {
+    (retention / 4).clamp(Duration::from_millis(250), Duration::from_secs(300))
+}
+
+/// Removes the store's tombstones older than `retention`, every [`compaction_interval`], until
+/// aborted. Every replica does it (it is idempotent, and a fleet has no leader); a failure (the
+/// store away) is tried again at the next tick.
+async fn compact_every(store: Arc<dyn RouterStore>, retention: Duration) {
+    let mut tick = tokio::time::interval(compaction_interval(retention));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        match store.compact(retention).await {
+            Ok(horizon) => tracing::debug!(horizon = horizon.get(), "store: tombstones compacted"),
+            Err(e) => tracing::debug!(error = %e, "store: cannot compact now"),
+        }
+    }
 }
 
 impl std::fmt::Debug for Fleet {
@@ -63,7 +99,8 @@ impl std::fmt::Debug for Fleet {
 
 impl Fleet {
     /// Loads the whole store into the engine (through `writer`) at its revision and writes the
-    /// local copy. Returns the replica and its follower, to run until the gateway stops.
+    /// local copy. Returns the replica and its follower, to run until the gateway stops; the
+    /// follower also compacts the store's tombstones older than `retention`.
     ///
     /// # Errors
     ///
@@ -74,6 +111,7 @@ impl Fleet {
         writer: EngineWriter,
         watched: WatchedNames,
         local: Option<Arc<FileStore>>,
+        retention: Duration,
     ) -> Result<(Arc<Fleet>, impl Future<Output = ()> + Send + 'static), String> {
         let stored = store.load_all().await.map_err(|e| e.to_string())?;
         let fleet = Arc::new(Fleet {
@@ -82,8 +120,10 @@ impl Fleet {
             watched,
             applied: watch::channel(Revision::ZERO).0,
             mirror: Mutex::new(Mirror::new()),
+            versions: Mutex::new(BTreeMap::new()),
             local,
             status: Mutex::new(None),
+            retention,
         });
         let reset = WatchItem::Reset {
             revision: stored.revision,
@@ -113,14 +153,26 @@ impl Fleet {
         let mut watch = self.store.watch(from);
         *self.status.lock().unwrap_or_else(PoisonError::into_inner) =
             Some(Arc::clone(&watch.status));
+        let compactor = tokio::spawn(compact_every(Arc::clone(&self.store), self.retention));
+        let _compactor = AbortOnDrop(compactor.abort_handle());
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
                 item = watch.items.recv() => {
                     let Some(item) = item else { return };
+                    let revision = item.revision();
+                    if matches!(item, WatchItem::Reset { .. }) {
+                        // The history after this replica's cursor was compacted.
+                        metrics::counter!("abroute_store_resets_total").increment(1);
+                    }
                     if let Err(e) = self.apply(item).await {
                         tracing::error!(error = %e, "store: cannot apply a change; stopping the follower");
                         return;
+                    }
+                    // Commit (by the store's clock, at the read) to served here.
+                    for committed in watch.status.take_committed(revision) {
+                        metrics::histogram!("abroute_store_propagation_seconds")
+                            .record(committed.elapsed().as_secs_f64());
                     }
                 }
                 _ = tick.tick() => {}
@@ -165,6 +217,13 @@ impl Fleet {
                     None => mirror.remove(&name),
                 };
             }
+            let mut versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+            versions.clear();
+            for name in mirror.keys() {
+                if let Some(v) = self.served_version(name) {
+                    versions.insert(name.clone(), v);
+                }
+            }
             mirror.clone()
         };
         self.applied.send_replace(revision);
@@ -193,17 +252,37 @@ impl Fleet {
     /// The store's expectation for the API's: `Version(v)` is the router's engine version,
     /// mapped to its mod_revision; `Err` with the engine's current version when the API read
     /// a router the engine no longer serves at `v`.
-    fn expectation(&self, name: &str, expect: Expect) -> Result<StoreExpect, CommitError> {
-        match expect {
-            Expect::Any => Ok(StoreExpect::Any),
-            Expect::Absent => Ok(StoreExpect::Absent),
-            Expect::Version(v) => {
-                let served = self.served_version(name);
+    ///
+    /// The API read `v` from the engine, which publishes a batch a moment before this replica
+    /// records it: when the engine serves `v` and the record does not know it yet, this waits
+    /// (at most [`COMMIT_WAIT`]) for the record, rather than answering a conflict the API would
+    /// spend a try on.
+    async fn expectation(&self, name: &str, expect: Expect) -> Result<StoreExpect, CommitError> {
+        let v = match expect {
+            Expect::Any => return Ok(StoreExpect::Any),
+            Expect::Absent => return Ok(StoreExpect::Absent),
+            Expect::Version(v) => v,
+        };
+        let mut applied = self.applied.subscribe();
+        let deadline = tokio::time::Instant::now() + COMMIT_WAIT;
+        loop {
+            {
                 let mirror = self.mirror.lock().unwrap_or_else(PoisonError::into_inner);
-                match (served, mirror.get(name)) {
-                    (Some(s), Some((_, m))) if s == v => Ok(StoreExpect::At(*m)),
-                    _ => Err(CommitError::Conflict { current: served }),
+                let versions = self.versions.lock().unwrap_or_else(PoisonError::into_inner);
+                if let (Some((_, m)), Some(ev)) = (mirror.get(name), versions.get(name))
+                    && *ev == v
+                {
+                    return Ok(StoreExpect::At(*m));
                 }
+            }
+            let served = self.served_version(name);
+            let recording = served == Some(v);
+            if !recording
+                || tokio::time::timeout_at(deadline, applied.changed())
+                    .await
+                    .is_err()
+            {
+                return Err(CommitError::Conflict { current: served });
             }
         }
     }
@@ -231,11 +310,11 @@ impl Fleet {
                     Ok(Err(errors)) => return Err(CommitError::Invalid(errors)),
                     Err(_) => return Err(CommitError::Unavailable("validation failed".into())),
                 }
-                let expect = self.expectation(&config.name, *expect)?;
+                let expect = self.expectation(&config.name, *expect).await?;
                 self.store.put(config, expect).await
             }
             RouterChange::Delete { name, expect } => {
-                let expect = self.expectation(name, *expect)?;
+                let expect = self.expectation(name, *expect).await?;
                 self.store.delete(name, expect).await
             }
         };

@@ -15,6 +15,8 @@
 //! | `abroute_routers` / `abroute_config_version` | gauge | |
 //! | `abroute_store_up` / `abroute_store_revision` | gauge | a fleet's shared store: its watch connected; the revision applied |
 //! | `abroute_store_apply_seconds` | histogram | the time to apply one item of the store's watch |
+//! | `abroute_store_propagation_seconds` | histogram | a fleet's store change, from its commit (the store's clock) to served by this replica |
+//! | `abroute_store_resets_total` | counter | watch resets (the history after the replica's cursor was compacted) |
 //!
 //! Logs never hold keys or message contents: a routed request logs its router, route,
 //! variants, model, status, latency and attempts (at `debug`, or `info` with
@@ -116,6 +118,15 @@ fn describe() {
         "abroute_store_apply_seconds",
         Unit::Seconds,
         "Time to apply one item of the shared store's watch"
+    );
+    describe_histogram!(
+        "abroute_store_propagation_seconds",
+        Unit::Seconds,
+        "A shared store change, from its commit to served by this replica"
+    );
+    describe_counter!(
+        "abroute_store_resets_total",
+        "Resets of the shared store's watch (history compacted past the cursor)"
     );
 }
 

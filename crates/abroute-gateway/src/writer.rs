@@ -347,10 +347,16 @@ fn follow(
                 }
             }
             followed.applied = configs.len();
+            let unchanged = configs.len() == before.len()
+                && configs
+                    .iter()
+                    .all(|c| before.router(&c.name).is_some_and(|r| *r.config() == *c));
             if revision > engine.version() {
                 engine.replace_all_at(configs, revision)?
-            } else if configs.is_empty() && before.is_empty() {
-                // An empty store on an empty engine (a first start): nothing to publish.
+            } else if unchanged {
+                // The routers served already (an empty store on an empty engine at a first
+                // start; a replica that served its local copy of this revision and reached
+                // the store): nothing to publish, so the version stays the store's.
                 engine.version()
             } else {
                 engine.replace_all(configs)?

@@ -17,6 +17,7 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use abroute_gateway::config::GatewayConfig;
+use common::fleet::{default_route, model_of, percentile, propagation_summary, router};
 use common::postgres::{DATABASE, PgCluster, cluster};
 use common::{ADMIN, Harness, Response, chat_body, temp_dir, test_config};
 use http::{Method, StatusCode};
@@ -33,22 +34,6 @@ fn replica(pg: &PgCluster, name: &str) -> GatewayConfig {
     c
 }
 
-fn router(name: &str, model: &str) -> String {
-    format!(
-        r#"{{ "name": "{name}", "defaultRoute": {{ "route_id": "default", "variants": [
-        {{ "variant": {{ "variant_id": "a", "model_id": "{model}" }}, "weight": 50 }},
-        {{ "variant": {{ "variant_id": "b", "model_id": "openai/other" }}, "weight": 50 }} ] }} }}"#
-    )
-}
-
-fn default_route(model: &str) -> String {
-    format!(
-        r#"{{ "defaultRoute": {{ "route_id": "default", "variants": [
-        {{ "variant": {{ "variant_id": "a", "model_id": "{model}" }}, "weight": 50 }},
-        {{ "variant": {{ "variant_id": "b", "model_id": "openai/other" }}, "weight": 50 }} ] }} }}"#
-    )
-}
-
 async fn get(h: &Harness, name: &str) -> Response {
     h.request(
         Method::GET,
@@ -57,13 +42,6 @@ async fn get(h: &Harness, name: &str) -> Response {
         Some(ADMIN),
     )
     .await
-}
-
-fn model_of(r: &Value) -> String {
-    r["defaultRoute"]["variants"][0]["variant"]["model_id"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned()
 }
 
 /// Waits until `check` holds on `h`'s GET of `name`; how long it took.
@@ -113,10 +91,6 @@ async fn readyz(h: &Harness) -> (StatusCode, Value) {
     (r.status, r.json())
 }
 
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_share_every_change() {
     let Some(pg) = cluster("fleet-share") else {
@@ -153,16 +127,10 @@ async fn two_replicas_share_every_change() {
         assert_eq!(model_of(&get(&b, "shared").await.json()), model);
         lags.push(until(&a, "shared", |r| model_of(&r.json()) == model).await);
     }
-    lags.sort();
-    writes.sort();
-    say(&format!(
-        "propagation B -> A over {} PATCHes: p50 {:?}, p99 {:?}, max {:?}; PATCH on B (store write and own apply): p50 {:?}, p99 {:?}",
-        lags.len(),
-        percentile(&lags, 0.5),
-        percentile(&lags, 0.99),
-        lags[lags.len() - 1],
-        percentile(&writes, 0.5),
-        percentile(&writes, 0.99),
+    say(&propagation_summary(
+        "B -> A (in process)",
+        &mut lags,
+        &mut writes,
     ));
     assert!(percentile(&lags, 0.99) < Duration::from_secs(1));
     // 1,000 sticky users get the same variant from both replicas.

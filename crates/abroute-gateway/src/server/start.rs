@@ -189,6 +189,8 @@ struct Shared {
     ca_file: Option<std::path::PathBuf>,
     /// The local copy of the last snapshot applied.
     local: Option<Arc<FileStore>>,
+    /// `[store] tombstone_retention`.
+    retention: Duration,
 }
 
 /// The shared store of `[store] url`, if any: connected now, or (unreachable) to be connected
@@ -230,6 +232,7 @@ async fn shared_store(
         url: url.clone(),
         ca_file,
         local,
+        retention: config.store.tombstone_retention(),
     }))
 }
 
@@ -260,6 +263,7 @@ impl Follower {
                         self.writer.clone(),
                         Arc::clone(&self.watched),
                         self.shared.local.clone(),
+                        self.shared.retention,
                     )
                     .await;
                     match started {
@@ -307,6 +311,7 @@ async fn replica_start(
             writer.clone(),
             Arc::clone(watched),
             follower.shared.local.clone(),
+            follower.shared.retention,
         )
         .await
         .map_err(|e| start_error(format!("cannot load the router store: {e}")))?;

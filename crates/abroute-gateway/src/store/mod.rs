@@ -36,6 +36,7 @@ pub mod revision;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 use abroute::{ConfigErrors, RouterConfig};
 
@@ -46,7 +47,7 @@ pub use file::{
 pub use local::HISTORY;
 pub use memory::MemoryStore;
 pub use revision::{
-    Conflict, Event, Expect, Revision, StoredRouter, Watch, WatchItem, WatchStatus,
+    COMMITTED_KEPT, Conflict, Event, Expect, Revision, StoredRouter, Watch, WatchItem, WatchStatus,
 };
 
 /// The future a [`RouterStore`] method returns.
@@ -107,6 +108,18 @@ pub trait RouterStore: Send + Sync + 'static {
     /// they need is gone; runs until the [`Watch`]'s receiver is dropped. The local stores yield
     /// their own changes (every change comes through this process).
     fn watch(&self, from: Revision) -> Watch;
+
+    /// Removes the tombstones of routers deleted more than `retention` ago (etcd's `Compact`);
+    /// the compaction horizon: a watcher whose cursor is below it gets a reset. The local
+    /// stores keep a bounded history of their own and do nothing here.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the store cannot be written.
+    fn compact(&self, retention: Duration) -> StoreFuture<'_, Revision> {
+        let _ = retention;
+        Box::pin(async { Ok(Revision::ZERO) })
+    }
 
     /// Whether other processes write this store too (a fleet's): the engine then follows the
     /// store's watch, and its versions are the store's revisions.

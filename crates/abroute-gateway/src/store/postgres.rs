@@ -78,7 +78,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -741,7 +741,7 @@ impl PostgresStore {
             return Err(self.target.timed_out());
         };
         let result = tokio::time::timeout(OPERATION_TIMEOUT, read_since(client, since)).await;
-        self.settle(&mut slot, result)
+        self.settle(&mut slot, result).map(|(item, _)| item)
     }
 
     /// Writes `config` as router `name` if `expect` holds; the revision of the change.
@@ -899,12 +899,16 @@ async fn migrate(client: &mut Client) -> Result<Result<(), i32>, tokio_postgres:
     Ok(Ok(()))
 }
 
+/// The age of a change when it was read: its revision, and how long before the read it was
+/// written (by the server's clock, so the replica's clock does not matter).
+type Age = (Revision, Duration);
+
 /// One snapshot: everything (`since: None`, or a cursor the history no longer covers), or
-/// the changes after `since`.
+/// the changes after `since` with the age of each.
 async fn read_since(
     client: &mut Client,
     since: Option<Revision>,
-) -> Result<WatchItem, tokio_postgres::Error> {
+) -> Result<(WatchItem, Vec<Age>), tokio_postgres::Error> {
     let tx = client
         .build_transaction()
         .isolation_level(IsolationLevel::RepeatableRead)
@@ -916,11 +920,15 @@ async fn read_since(
         .await?;
     let now = revision(row.try_get(0)?);
     let compacted = revision(row.try_get(1)?);
+    let mut ages = Vec::new();
     let item = match since {
         Some(cursor) if cursor >= compacted && cursor <= now => {
+            // `updated_at` is the write's own statement time, just before its commit.
             let rows = tx
                 .query(
-                    "SELECT name, config, mod_revision, tombstone FROM abroute_routers
+                    "SELECT name, config, mod_revision, tombstone,
+                         GREATEST(EXTRACT(EPOCH FROM clock_timestamp() - updated_at), 0)::float8
+                     FROM abroute_routers
                      WHERE mod_revision > $1 ORDER BY mod_revision",
                     &[&sql_revision(cursor)],
                 )
@@ -930,6 +938,11 @@ async fn read_since(
                 let name: String = row.try_get(0)?;
                 let mod_revision = revision(row.try_get(2)?);
                 let tombstone: bool = row.try_get(3)?;
+                let age: f64 = row.try_get(4)?;
+                ages.push((
+                    mod_revision,
+                    Duration::try_from_secs_f64(age).unwrap_or_default(),
+                ));
                 events.push(if tombstone {
                     Event::Delete { name, mod_revision }
                 } else {
@@ -968,7 +981,7 @@ async fn read_since(
         }
     };
     tx.commit().await?;
-    Ok(item)
+    Ok((item, ages))
 }
 
 /// One write (`config: None` deletes) in one transaction: take the next revision (locking the
@@ -1012,7 +1025,7 @@ async fn write_router(
         Some(config) => {
             tx.execute(
                 "INSERT INTO abroute_routers (name, config, mod_revision, tombstone, updated_at)
-                 VALUES ($1, $2, $3, false, now())
+                 VALUES ($1, $2, $3, false, clock_timestamp())
                  ON CONFLICT (name) DO UPDATE SET config = EXCLUDED.config,
                      mod_revision = EXCLUDED.mod_revision, tombstone = false,
                      updated_at = EXCLUDED.updated_at",
@@ -1023,7 +1036,7 @@ async fn write_router(
         None => {
             tx.execute(
                 "UPDATE abroute_routers SET config = NULL, tombstone = true, mod_revision = $2,
-                     updated_at = now()
+                     updated_at = clock_timestamp()
                  WHERE name = $1",
                 &[&name, &next],
             )
@@ -1121,8 +1134,8 @@ async fn run_watch(
                 // Listening already: whatever commits after this read wakes us.
                 let read =
                     tokio::time::timeout(OPERATION_TIMEOUT, read_since(&mut client, Some(cursor)));
-                let item = match read.await {
-                    Ok(Ok(item)) => item,
+                let (item, ages) = match read.await {
+                    Ok(Ok(read)) => read,
                     Ok(Err(e)) => {
                         let e = target.error(&e);
                         tracing::warn!(error = %e, "store watch: catch-up failed; reconnecting");
@@ -1142,6 +1155,10 @@ async fn run_watch(
                     WatchItem::Changes { events, .. } => !events.is_empty(),
                     WatchItem::Reset { .. } => true,
                 };
+                let read_at = Instant::now();
+                for (r, age) in ages {
+                    status.note_committed(r, read_at.checked_sub(age).unwrap_or(read_at));
+                }
                 if send && tx.send(item).await.is_err() {
                     return;
                 }
@@ -1202,6 +1219,14 @@ impl RouterStore for PostgresStore {
 
     fn watch(&self, from: Revision) -> Watch {
         PostgresStore::watch(self, from)
+    }
+
+    fn compact(&self, retention: Duration) -> StoreFuture<'_, Revision> {
+        Box::pin(async move {
+            PostgresStore::compact(self, retention)
+                .await
+                .map_err(|e| StoreError::Unavailable(e.to_string()))
+        })
     }
 
     fn shared(&self) -> bool {

@@ -12,9 +12,11 @@
 //! These types hold router configs as JSON [`Value`]s: a store keeps what was written, and the
 //! caller validates it when it applies it (a row written by another tool may not be a router).
 
+use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use tokio::sync::mpsc;
 
@@ -170,12 +172,19 @@ pub struct Watch {
     pub status: Arc<WatchStatus>,
 }
 
-/// What a watcher reports about itself (`abroute_store_up`, `abroute_store_revision`).
+/// What a watcher reports about itself (`abroute_store_up`, `abroute_store_revision`), and when
+/// the changes it handed on were committed (`abroute_store_propagation_seconds`).
 #[derive(Debug)]
 pub struct WatchStatus {
     up: AtomicBool,
     revision: AtomicU64,
+    /// The commit time of each change handed on and not yet taken, in revision order, at most
+    /// [`COMMITTED_KEPT`].
+    committed: Mutex<VecDeque<(Revision, Instant)>>,
 }
+
+/// How many commit times a [`WatchStatus`] keeps for its reader (the oldest go first).
+pub const COMMITTED_KEPT: usize = 1024;
 
 impl WatchStatus {
     /// A status, up or not, at `revision`.
@@ -183,7 +192,32 @@ impl WatchStatus {
         WatchStatus {
             up: AtomicBool::new(up),
             revision: AtomicU64::new(revision.0),
+            committed: Mutex::new(VecDeque::new()),
         }
+    }
+
+    /// Records that the change of `revision`, about to be handed on, was committed at `at`
+    /// (this process's clock).
+    pub(crate) fn note_committed(&self, revision: Revision, at: Instant) {
+        let mut committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if committed.len() == COMMITTED_KEPT {
+            committed.pop_front();
+        }
+        committed.push_back((revision, at));
+    }
+
+    /// The commit times of the changes up to `revision` (the reader applied them), taken out.
+    /// Empty for a store that records none (the local stores).
+    pub fn take_committed(&self, revision: Revision) -> Vec<Instant> {
+        let mut committed = self
+            .committed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let upto = committed.partition_point(|(r, _)| *r <= revision);
+        committed.drain(..upto).map(|(_, at)| at).collect()
     }
 
     /// Records whether the watcher is up; whether it was.

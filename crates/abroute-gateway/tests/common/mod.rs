@@ -2,6 +2,7 @@
 //! loopback, and a small HTTP client.
 #![allow(dead_code, missing_docs, clippy::unwrap_used)]
 
+pub mod fleet;
 pub mod postgres;
 
 use std::path::PathBuf;
