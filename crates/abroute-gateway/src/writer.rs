@@ -181,7 +181,9 @@ impl EngineWriter {
     }
 
     /// Applies one item of a shared store's watch as one snapshot: a batch of changes with
-    /// [`Engine::apply_at`] at its revision, a reset with [`Engine::replace_all_at`]. An invalid
+    /// [`Engine::apply_carrying`] at its revision, a reset with [`Engine::replace_all_carrying`]
+    /// (the routers carry the revision, and so does the snapshot unless a local change took the
+    /// engine past it). An invalid
     /// router is left out (and reported in [`Followed::rejected`]) and the rest applies; the
     /// routers named in `keep` (the watched directory's, which take precedence) are never
     /// touched, and a reset keeps them.
@@ -326,10 +328,13 @@ fn follow(
                 }
             }
             followed.applied = changes.len();
-            if revision > engine.version() {
-                engine.apply_at(changes, revision)?
+            if changes.is_empty() && revision <= engine.version() {
+                // Nothing valid to apply, and a local change took the engine past the revision.
+                engine.version()
             } else {
-                engine.apply(changes)?
+                // The routers carry the revision; the snapshot too unless a local change took
+                // the engine past it (docs/fleet.md, "Local changes in a fleet").
+                engine.apply_carrying(changes, revision)?
             }
         }
         WatchItem::Reset { routers, .. } => {
@@ -351,15 +356,13 @@ fn follow(
                 && configs
                     .iter()
                     .all(|c| before.router(&c.name).is_some_and(|r| *r.config() == *c));
-            if revision > engine.version() {
-                engine.replace_all_at(configs, revision)?
-            } else if unchanged {
+            if unchanged && revision <= engine.version() {
                 // The routers served already (an empty store on an empty engine at a first
                 // start; a replica that served its local copy of this revision and reached
                 // the store): nothing to publish, so the version stays the store's.
                 engine.version()
             } else {
-                engine.replace_all(configs)?
+                engine.replace_all_carrying(configs, revision)?
             }
         }
     };
@@ -736,5 +739,53 @@ mod tests {
             9
         );
         assert!(engine.load().router("b").is_none());
+        // A change of the watched directory takes the engine to 10, past the store's next
+        // revision: the store's routers still carry their revisions, the snapshot grows.
+        writer
+            .apply(vec![Change::Upsert(config("w", 2))])
+            .await
+            .unwrap();
+        assert_eq!(engine.version(), 10);
+        let batch = WatchItem::Changes {
+            revision: Revision(10),
+            events: vec![put("b", value(&config("b", 2)), 10)],
+        };
+        assert_eq!(
+            writer.follow(batch, keep.clone()).await.unwrap().version,
+            11
+        );
+        assert_eq!(engine.load().router("b").unwrap().compiled().version(), 10);
+        // A batch that only rejects publishes nothing then.
+        let mut bad = value(&config("a", 1));
+        bad["defaultRoute"]["variants"][0]["weight"] = 0.into();
+        let batch = WatchItem::Changes {
+            revision: Revision(11),
+            events: vec![put("a", bad, 11)],
+        };
+        assert_eq!(
+            writer.follow(batch, keep.clone()).await.unwrap().version,
+            11
+        );
+        // A reset behind the engine that changes a router: every router carries the revision.
+        let reset = WatchItem::Reset {
+            revision: Revision(11),
+            routers: vec![StoredRouter {
+                name: "b".into(),
+                config: value(&config("b", 3)),
+                mod_revision: Revision(11),
+            }],
+        };
+        assert_eq!(
+            writer
+                .follow(reset.clone(), keep.clone())
+                .await
+                .unwrap()
+                .version,
+            12
+        );
+        assert_eq!(engine.load().router("b").unwrap().compiled().version(), 11);
+        assert_eq!(engine.load().names(), vec!["b", "w"]);
+        // The same reset again changes nothing and publishes nothing.
+        assert_eq!(writer.follow(reset, keep).await.unwrap().version, 12);
     }
 }

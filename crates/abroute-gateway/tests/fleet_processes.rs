@@ -44,25 +44,38 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stderr(), "{line}");
 }
 
+/// The `abroute` binary: `ABROUTE_BIN` when set (the figures' release build), else the one
+/// cargo built for these tests.
+fn abroute() -> Command {
+    Command::new(std::env::var_os("ABROUTE_BIN").unwrap_or(env!("CARGO_BIN_EXE_abroute").into()))
+}
+
 /// A gateway config for a replica on `store_url`, its local copy in `dir`.
 fn write_config(dir: &Path, store_url: &str, store_extra: &str) -> PathBuf {
+    let auth = format!(r#"keys = [{{ key = "{ADMIN}", permissions = ["all"] }}]"#);
+    let store = format!(
+        "url = \"{store_url}\"\npath = \"{}\"\n{store_extra}",
+        dir.join("copy.json").display()
+    );
+    write_config_with(dir, &auth, &store)
+}
+
+/// A gateway config in `dir` with these `[auth]` and `[store]` sections.
+fn write_config_with(dir: &Path, auth: &str, store: &str) -> PathBuf {
     let path = dir.join("gateway.toml");
     let text = format!(
         r#"listen = "127.0.0.1:0"
 
 [auth]
-keys = [{{ key = "{ADMIN}", permissions = ["all"] }}]
+{auth}
 
 [[providers]]
 name = "*"
 mock = true
 
 [store]
-url = "{store_url}"
-path = "{copy}"
-{store_extra}
-"#,
-        copy = dir.join("copy.json").display()
+{store}
+"#
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -86,7 +99,7 @@ fn spawn(config: &Path, log: &Path) -> Result<(Child, String), String> {
         .append(true)
         .open(log)
         .unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_abroute"))
+    let mut child = abroute()
         .args(["serve", "--config"])
         .arg(config)
         .env("RUST_LOG", "info")
@@ -399,6 +412,7 @@ async fn two_processes_share_every_change() {
             a.create(&router(r, "openai/x")).await.status,
             StatusCode::OK
         );
+        b.until(r, |r| r.status == StatusCode::OK).await;
     }
     tokio::join!(
         storm(&a, "s1", "displayName", 15),
@@ -667,7 +681,7 @@ async fn a_replica_behind_a_compaction_resets_and_an_invalid_row_is_refused() {
 /// Runs `abroute serve --config <config>` expecting it to stop at start: its exit code and
 /// what it printed (stdout, then stderr), within 30 s.
 fn refused_start(config: &Path) -> (Option<i32>, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_abroute"))
+    let mut child = abroute()
         .args(["serve", "--config"])
         .arg(config)
         .env_remove("ABROUTE_STORE_URL")
@@ -796,4 +810,111 @@ async fn bad_store_settings_stop_the_start_and_never_print_the_password() {
             .find(|l| l.contains("unreachable"))
             .unwrap_or_default()
     ));
+}
+
+/// One wrk run of `secs` seconds at 64 connections against `base`'s chat: (requests a
+/// second, p50, p99, non-2xx), as wrk printed them.
+fn wrk(base: &str, secs: u64) -> (f64, String, String, String) {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("loadtest");
+    let out = Command::new("wrk")
+        .args(["-t2", "-c64", &format!("-d{secs}s"), "--latency", "-s"])
+        .arg(here.join("post.lua"))
+        .arg(format!("{base}/v1/chat/completions"))
+        .env("BODY", here.join("body-router-1k.json"))
+        .output()
+        .expect("wrk runs (apt-get install -y wrk)");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let field = |prefix: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix).map(|r| r.trim().to_owned()))
+            .unwrap_or_else(|| "0".to_owned())
+    };
+    let rps = field("Requests/sec:").parse().unwrap_or(0.0);
+    (
+        rps,
+        field("50%"),
+        field("99%"),
+        field("Non-2xx or 3xx responses:"),
+    )
+}
+
+/// Sequential POSTs (`count` new routers) then PATCHes (`count`) of one router through `r`:
+/// the p50 and p99 of each.
+async fn write_latency(r: &Replica, prefix: &str, count: usize) -> [Duration; 4] {
+    let mut posts = Vec::with_capacity(count);
+    for i in 0..count {
+        let started = Instant::now();
+        let w = r
+            .create(&router(&format!("{prefix}-{i}"), "openai/x"))
+            .await;
+        posts.push(started.elapsed());
+        assert_eq!(w.status, StatusCode::OK, "{}", w.text());
+    }
+    let mut patches = Vec::with_capacity(count);
+    for i in 0..count {
+        let started = Instant::now();
+        let w = r
+            .patch(
+                &format!("{prefix}-0"),
+                "defaultRoute",
+                &default_route(&format!("openai/p{i}")),
+            )
+            .await;
+        patches.push(started.elapsed());
+        assert_eq!(w.status, StatusCode::OK, "{}", w.text());
+    }
+    posts.sort();
+    patches.sort();
+    [
+        percentile(&posts, 0.5),
+        percentile(&posts, 0.99),
+        percentile(&patches, 0.5),
+        percentile(&patches, 0.99),
+    ]
+}
+
+/// The figures of docs/benchmarks.md ("fleet"), not a check: a replica on PostgreSQL and one
+/// without a shared store, the same config otherwise (auth off, the built-in mock), measured in
+/// turn in one run: sequential POST and PATCH latency, then chat throughput with wrk (two
+/// rounds, alternating). Run on a release build:
+///
+/// ```text
+/// cargo build --release -p abroute-gateway --bin abroute
+/// ABROUTE_BIN=target/release/abroute ABROUTE_REQUIRE_POSTGRES=1 \
+///   cargo test -p abroute-gateway --test fleet_processes -- --ignored --nocapture fleet_figures
+/// ```
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "figures for docs/benchmarks.md; run with --ignored on a release build"]
+async fn fleet_figures() {
+    let Some(pg) = cluster("procs-figures") else {
+        return;
+    };
+    let auth = "enabled = false";
+    let dir = temp_dir("procs-figures-store");
+    let store = format!(
+        "url = \"{}\"\npath = \"{}\"",
+        pg.url(),
+        dir.join("copy.json").display()
+    );
+    let with_store = Replica::start("store", &write_config_with(&dir, auth, &store));
+    let dir = temp_dir("procs-figures-local");
+    let local = Replica::start("local", &write_config_with(&dir, auth, ""));
+    for (name, r) in [("PostgreSQL", &with_store), ("memory (no store)", &local)] {
+        let [p50, p99, q50, q99] = write_latency(r, "lat", 300).await;
+        say(&format!(
+            "{name}: POST p50 {p50:?}, p99 {p99:?}; PATCH p50 {q50:?}, p99 {q99:?} (300 each, sequential)"
+        ));
+    }
+    for r in [&with_store, &local] {
+        assert_eq!(r.create(common::SEED).await.status, StatusCode::OK);
+    }
+    for round in 1..=2 {
+        for (name, r) in [("store attached", &with_store), ("no store", &local)] {
+            let (rps, p50, p99, errors) = wrk(&r.base, 10);
+            say(&format!(
+                "round {round}, {name}: {rps:.0} req/s, p50 {p50}, p99 {p99}, non-2xx {errors}"
+            ));
+            assert!(rps > 0.0);
+        }
+    }
 }

@@ -560,3 +560,51 @@ fn batches_published_at_a_callers_version() {
     assert_eq!(engine.upsert(a).unwrap(), 14);
     assert_eq!(engine.replace_all(vec![b]).unwrap(), 15);
 }
+
+#[test]
+fn batches_carrying_a_version_the_engine_went_past() {
+    let engine = Engine::new();
+    let a = router("a", "d", &[("x", "m/x", 1)]);
+    let b = router("b", "d", &[("y", "m/y", 1)]);
+    let local = router("local", "d", &[("z", "m/z", 1)]);
+    assert_eq!(engine.replace_all_at(vec![a.clone()], 3).unwrap(), 3);
+    // Two changes of the host's own take the engine to 5, past the store's next revision.
+    engine.upsert(local.clone()).unwrap();
+    assert_eq!(engine.upsert(local).unwrap(), 5);
+    // The store's revision 4: its routers carry 4, the snapshot takes the next version.
+    assert_eq!(
+        engine
+            .apply_carrying(vec![Change::Upsert(b.clone())], 4)
+            .unwrap(),
+        6
+    );
+    let ctx = RequestContext::new();
+    assert_eq!(engine.load().route("b", &ctx).unwrap().version(), 4);
+    assert_eq!(engine.load().router("a").unwrap().compiled().version(), 3);
+    assert_eq!(
+        engine.load().router("local").unwrap().compiled().version(),
+        5
+    );
+    // Ahead of the engine, it is apply_at.
+    assert_eq!(
+        engine
+            .apply_carrying(vec![Change::Upsert(a.clone())], 9)
+            .unwrap(),
+        9
+    );
+    assert_eq!(engine.load().router("a").unwrap().compiled().version(), 9);
+    // A reset behind the engine: every router carries the revision, the snapshot grows.
+    assert_eq!(engine.replace_all_carrying(vec![a, b], 8).unwrap(), 10);
+    let snapshot = engine.load();
+    assert_eq!(snapshot.names(), vec!["a", "b"]);
+    assert_eq!(snapshot.router("a").unwrap().compiled().version(), 8);
+    assert_eq!(snapshot.router("b").unwrap().compiled().version(), 8);
+    // An invalid batch changes nothing.
+    let bad = router("c", "d", &[("z", "m/z", 0)]);
+    assert!(
+        engine
+            .apply_carrying(vec![Change::Upsert(bad)], 11)
+            .is_err()
+    );
+    assert_eq!(engine.version(), 10);
+}

@@ -353,25 +353,27 @@ impl Engine {
 
     /// Publishes `change` applied to the current routers, as version `current + 1`.
     fn publish(&self, change: impl FnOnce(&mut Routers, u64) -> bool) -> Option<u64> {
-        self.publish_at(None, change).unwrap_or_default()
+        self.publish_at(At::Next, change).unwrap_or_default()
     }
 
-    /// Publishes `change` as version `at` (`current + 1` when `None`); `Err(current)` when `at`
-    /// is not ahead of the current version, and nothing is published then.
+    /// Publishes `change` as the version `at` says; `change` is given the version its routers
+    /// carry. `Err(current)` when [`At::Exactly`] is not ahead of the current version, and
+    /// nothing is published then.
     fn publish_at(
         &self,
-        at: Option<u64>,
+        at: At,
         change: impl FnOnce(&mut Routers, u64) -> bool,
     ) -> Result<Option<u64>, u64> {
         let _writer = self.writer.lock().unwrap_or_else(PoisonError::into_inner);
         let old = self.current.load();
-        let version = match at {
-            Some(at) if at <= old.version => return Err(old.version),
-            Some(at) => at,
-            None => old.version + 1,
+        let (version, routers_at) = match at {
+            At::Exactly(at) if at <= old.version => return Err(old.version),
+            At::Exactly(at) => (at, at),
+            At::Next => (old.version + 1, old.version + 1),
+            At::Carrying(at) => (at.max(old.version + 1), at),
         };
         let mut routers = old.routers.clone();
-        if !change(&mut routers, version) {
+        if !change(&mut routers, routers_at) {
             return Ok(None);
         }
         self.current.store(Arc::new(Snapshot { version, routers }));
@@ -417,7 +419,7 @@ impl Engine {
         if changes.is_empty() {
             return Ok(self.version());
         }
-        self.apply_to(changes, None)
+        self.apply_to(changes, At::Next)
     }
 
     /// [`apply`](Engine::apply), published as `version` instead of the next one: a host whose
@@ -431,11 +433,25 @@ impl Engine {
     /// Every problem in every change, or [`ConfigErrorKind::VersionNotAhead`] when `version`
     /// is not ahead of the engine's; the engine is then unchanged.
     pub fn apply_at(&self, changes: Vec<Change>, version: u64) -> Result<u64, ConfigErrors> {
-        self.apply_to(changes, Some(version))
+        self.apply_to(changes, At::Exactly(version))
     }
 
-    /// One batch, published as `at` (the next version when `None`).
-    fn apply_to(&self, changes: Vec<Change>, at: Option<u64>) -> Result<u64, ConfigErrors> {
+    /// [`apply_at`](Engine::apply_at) for a host that also publishes changes of its own (a
+    /// fleet's replica with a watched directory, or with routers re-sorted by observed
+    /// metrics), which may have taken the engine's version past `version`: the batch's
+    /// routers carry `version` (so decisions and etags report the store's revision on every
+    /// replica), and the snapshot is published as `version` when that is ahead of the engine's,
+    /// else as the next version (a snapshot's version only grows). Returns the snapshot's.
+    ///
+    /// # Errors
+    ///
+    /// Every problem in every change; the engine is then unchanged.
+    pub fn apply_carrying(&self, changes: Vec<Change>, version: u64) -> Result<u64, ConfigErrors> {
+        self.apply_to(changes, At::Carrying(version))
+    }
+
+    /// One batch, published as `at` says.
+    fn apply_to(&self, changes: Vec<Change>, at: At) -> Result<u64, ConfigErrors> {
         let compiled = self.compile_batch(changes.iter().map(|c| match c {
             Change::Upsert(config) => (c.name(), Some(config)),
             Change::Remove(_) => (c.name(), None),
@@ -477,7 +493,7 @@ impl Engine {
     ///
     /// Every problem in every config, and duplicate names; the engine is then unchanged.
     pub fn replace_all(&self, configs: Vec<RouterConfig>) -> Result<u64, ConfigErrors> {
-        self.replace_all_to(configs, None)
+        self.replace_all_to(configs, At::Next)
     }
 
     /// [`replace_all`](Engine::replace_all), published as `version` instead of the next one (a
@@ -493,15 +509,27 @@ impl Engine {
         configs: Vec<RouterConfig>,
         version: u64,
     ) -> Result<u64, ConfigErrors> {
-        self.replace_all_to(configs, Some(version))
+        self.replace_all_to(configs, At::Exactly(version))
     }
 
-    /// Every router replaced, published as `at` (the next version when `None`).
-    fn replace_all_to(
+    /// [`replace_all_at`](Engine::replace_all_at) for a host that also publishes changes of
+    /// its own: every router carries `version`, and the snapshot is published as `version`
+    /// when that is ahead of the engine's, else as the next version (as
+    /// [`apply_carrying`](Engine::apply_carrying)). Returns the snapshot's version.
+    ///
+    /// # Errors
+    ///
+    /// Every problem in every config, and duplicate names; the engine is then unchanged.
+    pub fn replace_all_carrying(
         &self,
         configs: Vec<RouterConfig>,
-        at: Option<u64>,
+        version: u64,
     ) -> Result<u64, ConfigErrors> {
+        self.replace_all_to(configs, At::Carrying(version))
+    }
+
+    /// Every router replaced, published as `at` says.
+    fn replace_all_to(&self, configs: Vec<RouterConfig>, at: At) -> Result<u64, ConfigErrors> {
         let compiled = self.compile_batch(configs.iter().map(|c| (c.name.as_str(), Some(c))))?;
         // Prepared before the lock. `compile_batch` compiles every config.
         let loaded: Vec<LoadedRouter> = compiled
@@ -555,8 +583,31 @@ impl Engine {
     }
 }
 
+/// The version a publication takes.
+#[derive(Debug, Clone, Copy)]
+enum At {
+    /// The next one, for the snapshot and the routers changed.
+    Next,
+    /// This one, for both; it must be ahead of the current version.
+    Exactly(u64),
+    /// The routers changed carry this one; the snapshot takes it when it is ahead, else the
+    /// next one.
+    Carrying(u64),
+}
+
+impl At {
+    /// The version asked for, if any.
+    fn asked(self) -> Option<u64> {
+        match self {
+            At::Next => None,
+            At::Exactly(v) | At::Carrying(v) => Some(v),
+        }
+    }
+}
+
 /// The error of a batch asked to publish at `at`, not ahead of `current`.
-fn not_ahead(at: Option<u64>, current: u64) -> ConfigErrors {
+fn not_ahead(at: At, current: u64) -> ConfigErrors {
+    let at = at.asked();
     let kind = ConfigErrorKind::VersionNotAhead {
         version: at.unwrap_or_default(),
         current,
