@@ -574,8 +574,19 @@ async fn a_replica_behind_a_compaction_resets_and_an_invalid_row_is_refused() {
     let Some(pg) = cluster("procs-reset") else {
         return;
     };
-    // Tombstones kept 1 s, compacted every 250 ms.
-    let (ca, cb) = two_configs(&pg, "procs-reset", r#"tombstone_retention = "1s""#);
+    // Tombstones kept 1 s, compacted every 250 ms; A also watches a directory of its own.
+    let (_, cb) = two_configs(&pg, "procs-reset", r#"tombstone_retention = "1s""#);
+    let dir_a = temp_dir("procs-reset-a");
+    let routers_a = dir_a.join("routers");
+    std::fs::create_dir_all(&routers_a).unwrap();
+    let ca = write_config(
+        &dir_a,
+        &pg.url(),
+        &format!(
+            "tombstone_retention = \"1s\"\n\n[watch]\ndir = \"{}\"\ninterval = \"100ms\"",
+            routers_a.display()
+        ),
+    );
     let a = Replica::start("a", &ca);
     let b = Replica::start("b", &cb);
     for name in ["gone", "kept"] {
@@ -633,8 +644,35 @@ async fn a_replica_behind_a_compaction_resets_and_an_invalid_row_is_refused() {
     );
     assert_eq!(a.readyz().await.1["version"], b.readyz().await.1["version"]);
 
+    // A router file appears in A's directory: a local change, which takes A's snapshot past
+    // the store's revision. A store change made afterwards still carries its revision on A.
+    std::fs::write(routers_a.join("local.json"), router("local", "openai/l")).unwrap();
+    a.until("local", |r| r.status == StatusCode::OK).await;
+    let w = b
+        .patch("new", "defaultRoute", &default_route("openai/v3"))
+        .await;
+    assert_eq!(w.status, StatusCode::OK, "{}", w.text());
+    a.until("new", |r| model_of(&r.json()) == "openai/v3").await;
+    let (ga, gb) = (a.get("new").await.json(), b.get("new").await.json());
+    assert_eq!(ga["etag"], gb["etag"], "the same etag on both replicas");
+    let body = chat_body("new", r#", "user": "u1""#);
+    let (va, vb) = (a.chat(&body).await, b.chat(&body).await);
+    assert_eq!(
+        va.header("x-abroute-version"),
+        vb.header("x-abroute-version")
+    );
+    let (ra, rb) = (a.readyz().await.1, b.readyz().await.1);
+    say(&format!(
+        "after a local change on A: router version {} on both; snapshot versions A {} and B {}",
+        va.header("x-abroute-version"),
+        ra["version"],
+        rb["version"]
+    ));
+    assert!(ra["version"].as_u64() > rb["version"].as_u64(), "{ra} {rb}");
+
     // Another tool writes an invalid router over "kept" (no variants) and NOTIFYs.
-    let before = a.readyz().await.1["version"].as_u64().unwrap();
+    let revision = |metrics: &str| sample(metrics, "abroute_store_revision", &[]).unwrap_or(0.0);
+    let before = revision(&a.metrics().await);
     pg.psql_in(
         DATABASE,
         "WITH r AS (UPDATE abroute_revision SET revision = revision + 1 RETURNING revision)
@@ -645,7 +683,7 @@ async fn a_replica_behind_a_compaction_resets_and_an_invalid_row_is_refused() {
     );
     for r in [&a, &b] {
         let started = Instant::now();
-        while r.readyz().await.1["version"].as_u64().unwrap() <= before {
+        while revision(&r.metrics().await) <= before {
             assert!(
                 started.elapsed() < Duration::from_secs(10),
                 "{}: the change was not seen",
