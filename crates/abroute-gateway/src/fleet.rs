@@ -343,9 +343,9 @@ impl Fleet {
                 })
             }
             Err(StoreError::Unavailable(m)) => {
-                tracing::warn!(router = name, error = %m, "management write refused: the router store is unreachable");
+                tracing::warn!(router = name, error = %m, "management write refused: the router store is unreachable or failed");
                 Err(CommitError::Unavailable(format!(
-                    "the router store is unreachable: {m}"
+                    "the router store is unreachable or failed: {m}"
                 )))
             }
         }
