@@ -812,6 +812,48 @@ async fn bad_store_settings_stop_the_start_and_never_print_the_password() {
         assert!(!text.contains("panicked"), "{what}: {text}");
     }
 
+    // Privileges revoked at run time: the start passed, the writes then fail with 503 and the
+    // log names the refusal; routing and reads go on.
+    for sql in [
+        "CREATE ROLE abroute_rw LOGIN PASSWORD 'pw-rw-4w'",
+        "GRANT SELECT ON abroute_schema TO abroute_rw",
+        "GRANT SELECT, UPDATE ON abroute_revision TO abroute_rw",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON abroute_routers TO abroute_rw",
+    ] {
+        pg.psql_in(DATABASE, sql);
+    }
+    let config = write_config(
+        &temp_dir("procs-bad-revoked"),
+        &pg.url_for("abroute_rw", "pw-rw-4w", DATABASE),
+        "",
+    );
+    let r = Replica::start("revoked", &config);
+    assert_eq!(
+        r.create(&router("ok", "openai/x")).await.status,
+        StatusCode::OK
+    );
+    pg.psql_in(
+        DATABASE,
+        "REVOKE UPDATE ON abroute_revision FROM abroute_rw",
+    );
+    let w = r.create(&router("refused", "openai/x")).await;
+    assert_eq!(w.status, StatusCode::SERVICE_UNAVAILABLE, "{}", w.text());
+    assert_eq!(w.json()["error"]["status"], "UNAVAILABLE");
+    let log = r.log_text();
+    let refused = log
+        .lines()
+        .find(|l| l.contains("management write refused"))
+        .unwrap_or_else(|| panic!("no refusal in the log:\n{log}"));
+    assert!(
+        refused.contains("permission denied for table abroute_revision")
+            && !refused.contains("pw-rw-4w"),
+        "{refused}"
+    );
+    say(&format!("revoked: {refused}"));
+    assert_eq!(r.chat(&chat_body("ok", "")).await.status, StatusCode::OK);
+    assert_eq!(r.readyz().await.0, StatusCode::OK);
+    drop(r);
+
     // Unreachable (nothing listens on the port): the replica starts and waits for the store,
     // not ready, refusing writes; the log names the address, never the password.
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
