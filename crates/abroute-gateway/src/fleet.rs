@@ -4,9 +4,10 @@
 //! At start the replica reads the whole store ([`Fleet::start`]) and publishes it as one
 //! snapshot at the store's revision; then a task follows the store's watch and hands every item
 //! to the [engine writer](crate::writer) as one snapshot ([`EngineWriter::follow`]): a batch of
-//! changes with `Engine::apply_at` at its revision, a reset with `Engine::replace_all_at`. So
-//! the engine's version is the store's revision and every replica reports the same version for
-//! the same routers. A router in the store that does not validate is refused (logged with its
+//! changes with `Engine::apply_carrying` at its revision, a reset with
+//! `Engine::replace_all_carrying`. So every router's version is the store's revision (even on a
+//! replica whose watched directory took its snapshot past it) and every replica reports the same
+//! version for the same routers. A router in the store that does not validate is refused (logged with its
 //! name and JSON path, counted in `abroute_config_changes_total{source="store",result="rejected"}`)
 //! and the rest of the batch applies; the watched directory's routers keep their precedence.
 //! After each item the replica writes its local copy (`[store] path`: the routers it applied and
