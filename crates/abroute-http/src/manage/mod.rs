@@ -74,8 +74,11 @@ pub const DEFAULT_PAGE_SIZE: usize = 50;
 pub const MAX_PAGE_SIZE: usize = 1000;
 
 /// How many times an update is merged again onto a router that changed meanwhile (and a
-/// delete retried on its new version) before the API gives up with 409 `ABORTED`.
-const MAX_WRITE_TRIES: usize = 4;
+/// delete retried on its new version) before the API gives up with 409 `ABORTED`. Each try
+/// loses only to a write that landed meanwhile, so with two writers on one router a try fails
+/// with a chance of about one half: four tries left one PATCH in about sixteen aborted in a
+/// storm from two replicas, sixteen leave about one in sixty thousand.
+const MAX_WRITE_TRIES: usize = 16;
 
 /// The management API: reads routers from an engine, hands changes to a [`RouterHost`].
 pub struct ManagementApi {
