@@ -18,8 +18,11 @@
 //!    with the `x-abroute-*` headers, the upstream's body (the first frame replayed), and
 //!    optionally merged metadata and the decision record in the response extensions.
 //!
-//! Any other request (another path or method, a model that is not a router) goes to the inner
-//! service once, its body unchanged (read whole, within the limit).
+//! A request whose model names no router but which routes itself (`"model": "auto"`, or the
+//! router's keys in `extra_body`) goes through the same steps with a request-level plan
+//! ([`request_level`](crate::request_level)). Any other request (another path or method, a
+//! model that is not a router) goes to the inner service once, its body unchanged (read whole,
+//! within the limit).
 //!
 //! Each step is a phase of its own module, and [`AbrouteService`]'s `handle` only chains
 //! them: the way in (`intake`: steps 1 and 2, shared with
@@ -61,7 +64,8 @@ use crate::body::AbrouteBody;
 use crate::error::{ApiError, BoxError};
 use crate::intake::{self, Intake, Target};
 use crate::options::{LayerOptions, RouterOptions};
-use crate::plan::RoutePlan;
+use crate::plan::{Plan, RoutePlan};
+use crate::request_level::{RequestLevel, RequestPlan};
 use crate::time::{Clock, MonotonicClock, NoTimer, Timer};
 
 /// The layer. See the [module documentation](crate::layer).
@@ -151,6 +155,8 @@ struct Shared<C, T> {
     keys: Option<ApiKeys>,
     clock: C,
     timer: T,
+    /// What request-level routing keeps between requests.
+    request_level: RequestLevel,
 }
 
 /// The layer's clock, so that a streamed body can read it (as an `Arc<dyn Clock>` of the
@@ -174,6 +180,7 @@ impl<S, C: Clone, T: Clone> Layer<S> for AbrouteLayer<C, T> {
                 keys: self.keys.clone(),
                 clock: self.clock.clone(),
                 timer: self.timer.clone(),
+                request_level: RequestLevel::default(),
             }),
         }
     }
@@ -275,7 +282,7 @@ where
 /// One request, phase by phase: the way in, the plan, the attempts, the answer.
 async fn handle<S, ReqB, ResB, C, T>(
     shared: Arc<Shared<C, T>>,
-    mut inner: S,
+    inner: S,
     req: Request<ReqB>,
 ) -> Response<AbrouteBody<ResB>>
 where
@@ -312,12 +319,41 @@ where
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
-    let Target::Router(router) = request.target;
     let start = shared.clock.now();
-    let mut plan = match RoutePlan::new(router, &request, start) {
-        Ok(p) => p,
-        Err(e) => return error_response(&e),
-    };
+    match request.target {
+        Target::Router(router) => match RoutePlan::new(router, &request, start) {
+            Ok(plan) => run(&shared, inner, &parts, &request, api, start, plan).await,
+            Err(e) => error_response(&e),
+        },
+        Target::Request => {
+            let engine = &shared.engine;
+            match RequestPlan::new(engine, &shared.request_level, &request, start) {
+                Ok(plan) => run(&shared, inner, &parts, &request, api, start, plan).await,
+                Err(e) => error_response(&e),
+            }
+        }
+    }
+}
+
+/// The attempts of `plan`, then the answer.
+async fn run<P, S, ResB, C, T>(
+    shared: &Arc<Shared<C, T>>,
+    mut inner: S,
+    parts: &http::request::Parts,
+    request: &intake::Request<'_, '_>,
+    api: crate::Api,
+    start: Duration,
+    mut plan: P,
+) -> Response<AbrouteBody<ResB>>
+where
+    P: Plan,
+    S: Service<Request<Bytes>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+    ResB: Body<Data = Bytes> + Unpin,
+    C: Clock,
+    T: Timer,
+{
+    let opts = &shared.options;
     let stream = request.ex.is_stream();
     let layer = &shared.layer_options;
     let limits = Limits {
@@ -326,7 +362,7 @@ where
         max_read: opts.get_max_body_bytes(),
     };
     let walk = Walk {
-        parts: &parts,
+        parts,
         ex: request.ex,
         options: opts,
         limits,
@@ -336,7 +372,7 @@ where
     let attempted = attempts::walk(walk, &mut plan, &mut inner).await;
     match attempted {
         Attempted::Served(served) => answer::served(served, &plan, api, start, layer, || {
-            Arc::clone(&shared) as Arc<dyn Clock>
+            Arc::clone(shared) as Arc<dyn Clock>
         }),
         Attempted::Refused { attempt, response } => {
             answer::refused(response, &plan, &attempt, layer)

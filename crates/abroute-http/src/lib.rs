@@ -77,6 +77,7 @@ pub mod manage;
 mod options;
 mod plan;
 mod prepared;
+pub mod request_level;
 pub mod response;
 pub mod rewrite;
 mod route;
