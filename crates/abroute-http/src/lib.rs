@@ -74,6 +74,7 @@ mod json;
 pub mod layer;
 mod list;
 pub mod manage;
+pub mod models;
 mod options;
 mod plan;
 mod prepared;
@@ -94,6 +95,7 @@ pub use manage::host::{
     CommitError, CommitFuture, Committed, EngineHost, Expect, RouterChange, RouterHost,
 };
 pub use manage::{DEFAULT_BASE_PATH, ManagementApi, ManagementService};
+pub use models::models_list;
 pub use options::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PREFIX, LayerOptions, RouterOptions};
 pub use plan::UpstreamAttempt;
 pub use prepared::{AttemptSettings, Prepared};
