@@ -16,6 +16,10 @@
 //! | `abroute_store_up` / `abroute_store_revision` | gauge | a fleet's shared store: its watch connected; the revision applied |
 //! | `abroute_store_apply_seconds` | histogram | the time to apply one item of the store's watch |
 //!
+//! Request-level calls (a model that names no router, with `auto` or the router's keys in
+//! `extra_body`) are counted in the same metrics with `router="_request"` (which no router can be
+//! named) and `route` `direct` or `auto`; their `variant` labels are model ids.
+//!
 //! Logs never hold keys or message contents: a routed request logs its router, route,
 //! variants, model, status, latency and attempts (at `debug`, or `info` with
 //! `log.requests = true`).

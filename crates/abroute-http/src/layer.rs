@@ -64,8 +64,8 @@ use crate::body::AbrouteBody;
 use crate::error::{ApiError, BoxError};
 use crate::intake::{self, Intake, Target};
 use crate::options::{LayerOptions, RouterOptions};
-use crate::plan::{Plan, RoutePlan};
-use crate::request_level::{RequestLevel, RequestPlan};
+use crate::plan::RoutePlan;
+use crate::request_level::{EitherPlan, RequestLevel, RequestPlan};
 use crate::time::{Clock, MonotonicClock, NoTimer, Timer};
 
 /// The layer. See the [module documentation](crate::layer).
@@ -282,7 +282,7 @@ where
 /// One request, phase by phase: the way in, the plan, the attempts, the answer.
 async fn handle<S, ReqB, ResB, C, T>(
     shared: Arc<Shared<C, T>>,
-    inner: S,
+    mut inner: S,
     req: Request<ReqB>,
 ) -> Response<AbrouteBody<ResB>>
 where
@@ -320,40 +320,18 @@ where
         Err(e) => return error_response(&e),
     };
     let start = shared.clock.now();
-    match request.target {
+    let mut plan = match request.target {
         Target::Router(router) => match RoutePlan::new(router, &request, start) {
-            Ok(plan) => run(&shared, inner, &parts, &request, api, start, plan).await,
-            Err(e) => error_response(&e),
+            Ok(p) => EitherPlan::Route(p),
+            Err(e) => return error_response(&e),
         },
         Target::Request => {
-            let engine = &shared.engine;
-            match RequestPlan::new(engine, &shared.request_level, &request, start) {
-                Ok(plan) => run(&shared, inner, &parts, &request, api, start, plan).await,
-                Err(e) => error_response(&e),
+            match RequestPlan::new(&shared.engine, &shared.request_level, &request, start) {
+                Ok(p) => EitherPlan::Request(p),
+                Err(e) => return error_response(&e),
             }
         }
-    }
-}
-
-/// The attempts of `plan`, then the answer.
-async fn run<P, S, ResB, C, T>(
-    shared: &Arc<Shared<C, T>>,
-    mut inner: S,
-    parts: &http::request::Parts,
-    request: &intake::Request<'_, '_>,
-    api: crate::Api,
-    start: Duration,
-    mut plan: P,
-) -> Response<AbrouteBody<ResB>>
-where
-    P: Plan,
-    S: Service<Request<Bytes>, Response = Response<ResB>>,
-    S::Error: Into<BoxError>,
-    ResB: Body<Data = Bytes> + Unpin,
-    C: Clock,
-    T: Timer,
-{
-    let opts = &shared.options;
+    };
     let stream = request.ex.is_stream();
     let layer = &shared.layer_options;
     let limits = Limits {
@@ -362,7 +340,7 @@ where
         max_read: opts.get_max_body_bytes(),
     };
     let walk = Walk {
-        parts,
+        parts: &parts,
         ex: request.ex,
         options: opts,
         limits,
@@ -372,7 +350,7 @@ where
     let attempted = attempts::walk(walk, &mut plan, &mut inner).await;
     match attempted {
         Attempted::Served(served) => answer::served(served, &plan, api, start, layer, || {
-            Arc::clone(shared) as Arc<dyn Clock>
+            Arc::clone(&shared) as Arc<dyn Clock>
         }),
         Attempted::Refused { attempt, response } => {
             answer::refused(response, &plan, &attempt, layer)

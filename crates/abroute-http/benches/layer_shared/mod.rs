@@ -4,6 +4,8 @@
 //! Uses only APIs that predate request-level routing, so the `layer_loop` example builds
 //! against the adapter before it too (for before/after instruction counts).
 
+#![allow(clippy::unwrap_used)] // A bench (and its loop example): a failed unwrap is a broken setup.
+
 use std::future::{Future, Ready, ready};
 use std::pin::pin;
 use std::sync::Arc;

@@ -27,6 +27,7 @@
 //! request: the candidate list is allocated, `auto` sorts its pool, and each model's pinned
 //! health is found under one short lock. Routed calls and pass-through calls do none of it.
 
+mod either;
 pub(crate) mod health;
 mod select;
 
@@ -41,6 +42,7 @@ use crate::intake::Request;
 use crate::plan::{Plan, UpstreamAttempt};
 use crate::prepared::AttemptSettings;
 use crate::response::DecisionHeaders;
+pub(crate) use either::EitherPlan;
 use health::{Pinned, PinnedHealth};
 
 /// The router label of request-level calls: in the `x-abroute-router` header, the record's

@@ -275,7 +275,7 @@ fn reasoning(
         }
         let _ = match key.metric {
             SortMetric::Price => match info.and_then(|m| m.blended_price_usd()) {
-                Some(p) => write!(s, "blended price ${:.4} per million tokens", p * 1e6),
+                Some(p) => write!(s, "blended price ${p:.4} per million tokens"),
                 None => write!(s, "price unknown"),
             },
             SortMetric::Latency => {
