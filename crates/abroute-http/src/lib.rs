@@ -10,7 +10,9 @@
 //!   5xx and timeouts, reports every outcome to the engine, and sets the `x-abroute-*` headers.
 //!   [`RouterOptions`] say how requests are read, routed and rewritten (the layer and
 //!   [`RouterOptions::route`] alike), [`LayerOptions`] what the layer does around the upstream
-//!   call; a [`Clock`] and a [`Timer`] give it time.
+//!   call; a [`Clock`] and a [`Timer`] give it time. Requests that name no router but route
+//!   themselves (`"model": "auto"`, `extra_body.models`, ...) get the same through
+//!   [`request_level`].
 //! - The hot path in pieces, for hosts that drive it themselves: [`extract()`] (one validating
 //!   pass over the body, borrowing from it), [`Extracted::context`] (the
 //!   [`RequestContext`](abroute::RequestContext)), [`AttemptSettings::of`] (the attempt's

@@ -286,3 +286,27 @@ fn without_auto_or_router_keys_the_body_passes_through_byte_for_byte() {
     assert_eq!(up.seen()[0].body, body);
     assert!(up.seen()[0].attempt.is_none());
 }
+
+#[test]
+fn a_streamed_direct_call_fails_over_on_a_slow_first_token() {
+    let up = Upstream::new(&[("openai/primary", Behavior::StallBody)]);
+    let mut svc = AbrouteLayer::new(engine_with(&[]))
+        .layer_options(LayerOptions::new().record_extension(true))
+        .timer(ImmediateTimer)
+        .layer(up.clone());
+    let body = r#"{"model":"openai/primary","stream":true,"messages":[],"extra_body":{"models":["openai/second"],"fallback":{"ttft_timeout":"300ms"}}}"#;
+    let r = call(&mut svc, post("/v1/chat/completions", body));
+    assert_eq!(r.status(), 200);
+    assert_eq!(up.models(), ["openai/primary", "openai/second"]);
+    let record = r.extensions().get::<DecisionRecord>().cloned().unwrap();
+    assert_eq!(
+        record.attempts[0].outcome,
+        Outcome::Failure(FailureClass::SlowFirstToken)
+    );
+    assert!(record.attempts[1].time_to_first_token_ms.is_some());
+    assert_eq!(record.router, REQUEST_ROUTER);
+    let attempt = up.seen()[1].attempt.clone().unwrap();
+    assert!(attempt.stream);
+    assert_eq!(attempt.attempt, 1);
+    assert!(!attempt.assigned_variant);
+}
