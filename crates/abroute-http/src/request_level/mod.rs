@@ -16,9 +16,9 @@
 //! (the rewrite removes them, as for a router). A request with neither is passed through byte
 //! for byte, as before.
 //!
-//! [`RequestPlan`] implements the attempt loop's [`Plan`] like a router's plan: the same
+//! `RequestPlan` implements the attempt loop's `Plan` like a router's plan: the same
 //! failover (429, 5xx, timeouts, slow first token), passive health (pinned in the layer,
-//! [`health`]), latency and throughput reports for `auto`'s latency and throughput sorts,
+//! `health`), latency and throughput reports for `auto`'s latency and throughput sorts,
 //! decision headers and a [`DecisionRecord`] (so `metadata.attempts` and the gateway's
 //! metrics), under the router label [`REQUEST_ROUTER`], which no router can be named (a
 //! router's name matches `^[a-z0-9][a-z0-9-]*$`).

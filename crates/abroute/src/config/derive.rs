@@ -217,8 +217,18 @@ fn free(taken: &mut HashSet<String>, base: String) -> String {
     id
 }
 
-/// The router name derived from a display name, if it has a letter or digit; see the
-/// [module documentation](self).
+/// The router name derived from a display name, if it has a letter or digit: the display name
+/// folded to ASCII (Unicode NFKD, combining marks dropped), lowercased, each run of characters
+/// other than `a-z` and `0-9` one `-`, trimmed, cut to 256 bytes (docs/config.md, "Routers
+/// without ids").
+///
+/// ```
+/// use abroute::name_from_display;
+///
+/// assert_eq!(name_from_display("User-Aware").as_deref(), Some("user-aware"));
+/// assert_eq!(name_from_display("Crème brûlée!").as_deref(), Some("creme-brulee"));
+/// assert_eq!(name_from_display("日本語"), None);
+/// ```
 pub fn name_from_display(display: &str) -> Option<String> {
     let mut out = String::with_capacity(display.len());
     let mut dash = false;
