@@ -7,6 +7,11 @@
 //! - a JSON object with `abroute_state` is read as a state file;
 //! - any other file holds one router. `--strict` requires every route's weights to add up to
 //!   exactly 100, as Inworld does. A router name defined in two files is a problem too.
+//!
+//! A router that leaves out its `name`, a `route_id` or a `variant_id` is accepted with the ids
+//! derived (docs/config.md, "Routers without ids"): each derived id is a warning line
+//! (`file: json.path: warning: ...`), which does not fail the check, and a last warning per
+//! file advises explicit ids for sticky experiments, since a file's derived ids follow its order.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +30,8 @@ pub struct CheckReport {
     pub routers: usize,
     /// Every problem, in file order.
     pub problems: Vec<Problem>,
+    /// Warnings, which do not fail the check: the ids derived for routers that left them out.
+    pub warnings: Vec<Problem>,
 }
 
 impl CheckReport {
@@ -102,15 +109,42 @@ pub fn check(paths: &[PathBuf], strict: bool) -> CheckReport {
             }
             continue;
         }
-        match routerfile::parse_router(&text, &file, &options) {
-            Ok(config) => {
+        match routerfile::parse_router_derived(&text, &file, &options) {
+            Ok((config, derived)) => {
                 report.routers += 1;
                 note_name(&mut names, &mut report, &config.name, &file);
+                report.warnings.extend(derived_warnings(&file, &derived));
             }
             Err(problems) => report.problems.extend(problems),
         }
     }
     report
+}
+
+/// One warning per derived id, then the advice, for a router file that left ids out.
+fn derived_warnings(file: &Path, derived: &[abroute::DerivedId]) -> Vec<Problem> {
+    if derived.is_empty() {
+        return Vec::new();
+    }
+    let mut out: Vec<Problem> = derived
+        .iter()
+        .map(|d| Problem {
+            file: file.to_owned(),
+            path: d.path.to_string(),
+            message: format!("warning: not given, derived as {:?}", d.value),
+        })
+        .collect();
+    out.push(Problem::root(
+        file,
+        format!(
+            "warning: {} id(s) derived; explicit ids are advised for sticky experiments: a \
+             derived route_id or variant_id follows the file's order and models, so reordering \
+             them moves sticky users (a router created through the management API stores its \
+             derived ids explicitly)",
+            derived.len()
+        ),
+    ));
+    out
 }
 
 fn note_name(

@@ -136,11 +136,15 @@ fn main() -> ExitCode {
             for p in &report.problems {
                 println!("{p}");
             }
+            for w in &report.warnings {
+                println!("{w}");
+            }
             eprintln!(
-                "{} file(s), {} valid router(s), {} problem(s)",
+                "{} file(s), {} valid router(s), {} problem(s), {} warning(s)",
                 report.files,
                 report.routers,
-                report.problems.len()
+                report.problems.len(),
+                report.warnings.len()
             );
             if report.ok() {
                 ExitCode::SUCCESS

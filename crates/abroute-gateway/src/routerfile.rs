@@ -53,6 +53,20 @@ pub fn parse_router(
     file: &Path,
     options: &ValidationOptions,
 ) -> Result<RouterConfig, Vec<Problem>> {
+    parse_router_derived(text, file, options).map(|(config, _)| config)
+}
+
+/// [`parse_router`], with the ids the file left out and reading derived
+/// ([`RouterConfig::from_json_derived`]).
+///
+/// # Errors
+///
+/// As [`parse_router`].
+pub fn parse_router_derived(
+    text: &str,
+    file: &Path,
+    options: &ValidationOptions,
+) -> Result<(RouterConfig, Vec<abroute::DerivedId>), Vec<Problem>> {
     let located = |e: abroute::ConfigErrors| -> Vec<Problem> {
         e.into_iter()
             .map(|e| Problem {
@@ -62,9 +76,9 @@ pub fn parse_router(
             })
             .collect()
     };
-    let config = RouterConfig::from_json(text).map_err(located)?;
+    let (config, derived) = RouterConfig::from_json_derived(text).map_err(located)?;
     config.compile_with(options).map_err(located)?;
-    Ok(config)
+    Ok((config, derived))
 }
 
 /// Reads and validates the router in `file`.

@@ -18,6 +18,10 @@
 //! | `abroute_store_propagation_seconds` | histogram | a fleet's store change, from its commit (the store's clock) to served by this replica |
 //! | `abroute_store_resets_total` | counter | watch resets (the history after the replica's cursor was compacted) |
 //!
+//! Request-level calls (a model that names no router, with `auto` or the router's keys in
+//! `extra_body`) are counted in the same metrics with `router="_request"` (which no router can be
+//! named) and `route` `direct` or `auto`; their `variant` labels are model ids.
+//!
 //! Logs never hold keys or message contents: a routed request logs its router, route,
 //! variants, model, status, latency and attempts (at `debug`, or `info` with
 //! `log.requests = true`).

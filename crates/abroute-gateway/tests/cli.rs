@@ -31,6 +31,39 @@ const CONDITIONAL: &str = r#"{ "name": "tiers", "routes": [
       { "variant": { "variant_id": "b", "model_id": "openai/gpt-3.5-turbo" }, "weight": 3 } ] } }"#;
 
 #[test]
+fn check_accepts_a_router_without_ids_and_warns_with_the_ids_derived() {
+    let dir = temp_dir("check-derived");
+    let file = write(
+        &dir,
+        "user-aware.json",
+        include_str!("../../abroute/tests/data/user_aware.json"),
+    );
+    let out = abroute().arg("check").arg(&file).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "warnings do not fail: {out:?}");
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = stdout.lines().collect();
+    let f = file.display();
+    assert_eq!(
+        lines[0],
+        format!("{f}: name: warning: not given, derived as \"user-aware\"")
+    );
+    assert_eq!(
+        lines[1],
+        format!("{f}: routes[0].route.route_id: warning: not given, derived as \"route-1\"")
+    );
+    assert_eq!(lines.len(), 8, "{stdout}");
+    assert!(
+        lines[7].contains("7 id(s) derived; explicit ids are advised for sticky experiments"),
+        "{stdout}"
+    );
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(
+        stderr.contains("1 valid router(s), 0 problem(s), 8 warning(s)"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn check_prints_every_problem_with_file_and_path() {
     let dir = temp_dir("check");
     let good = write(&dir, "good.json", SEED);

@@ -257,6 +257,9 @@ pub struct Extracted<'a> {
     models_strings: bool,
     fallback: Option<ValueSpan>,
     prompt_variables: Option<ValueSpan>,
+    /// `extra_body.sort` and `extra_body.ignore` (request-level routing).
+    sort: Option<ValueSpan>,
+    ignore: Option<ValueSpan>,
     stats: ContentStats,
     tools: bool,
     functions: bool,
@@ -338,6 +341,8 @@ pub fn extract(api: Api, body: &[u8]) -> Result<Extracted<'_>, ApiError> {
         models_strings: true,
         fallback: None,
         prompt_variables: None,
+        sort: None,
+        ignore: None,
         stats: ContentStats::default(),
         tools: false,
         functions: false,
@@ -512,6 +517,8 @@ impl<'a> Extracted<'a> {
         self.models = None;
         self.fallback = None;
         self.prompt_variables = None;
+        self.sort = None;
+        self.ignore = None;
         sc.ws();
         if sc.peek() != Some(b'{') {
             return sc.value();
@@ -530,6 +537,8 @@ impl<'a> Extracted<'a> {
                 Some(RouterKey::Models) => self.models = Some(value),
                 Some(RouterKey::Fallback) => self.fallback = Some(value),
                 Some(RouterKey::PromptVariables) => self.prompt_variables = Some(value),
+                Some(RouterKey::Sort) => self.sort = Some(value),
+                Some(RouterKey::Ignore) => self.ignore = Some(value),
                 None => {}
             }
             let kind = match router {
@@ -854,6 +863,29 @@ impl<'a> Extracted<'a> {
         Ok((key, value))
     }
 
+    /// Whether `extra_body` holds any of the router's keys (`metadata`, `models`, `fallback`,
+    /// `prompt_variables`, `sort`, `ignore`), `null` or not: a request that names no router is
+    /// then routed at the request level, so that none of them reaches the upstream.
+    pub(crate) fn has_router_keys(&self) -> bool {
+        self.extra_members
+            .iter()
+            .any(|m| m.kind == MemberKind::Router)
+    }
+
+    /// `extra_body.sort` as JSON text (`None` when absent or `null`).
+    pub(crate) fn sort_raw(&self) -> Option<&'a [u8]> {
+        self.sort
+            .filter(|v| v.kind != Kind::Null)
+            .map(|v| v.span.of(self.body))
+    }
+
+    /// `extra_body.ignore` as JSON text (`None` when absent or `null`).
+    pub(crate) fn ignore_raw(&self) -> Option<&'a [u8]> {
+        self.ignore
+            .filter(|v| v.kind != Kind::Null)
+            .map(|v| v.span.of(self.body))
+    }
+
     /// The top-level members, in order.
     pub(crate) fn members(&self) -> &SmallList<Member, 16> {
         &self.members
@@ -959,6 +991,10 @@ pub(crate) enum RouterKey {
     Models,
     Fallback,
     PromptVariables,
+    /// Request-level routing's ranking (`"sort": ["price"]`).
+    Sort,
+    /// Request-level routing's exclusions (`"ignore": ["openai"]`).
+    Ignore,
 }
 
 /// Which router key `key` is, if any.
@@ -968,6 +1004,8 @@ pub(crate) fn router_key(body: &[u8], key: &StrSpan) -> Option<RouterKey> {
         b"models" => Some(RouterKey::Models),
         b"fallback" => Some(RouterKey::Fallback),
         b"prompt_variables" => Some(RouterKey::PromptVariables),
+        b"sort" => Some(RouterKey::Sort),
+        b"ignore" => Some(RouterKey::Ignore),
         _ => None,
     };
     if key.escaped {

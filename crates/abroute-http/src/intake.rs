@@ -93,8 +93,10 @@ pub(crate) async fn read_body<B: Body>(
 #[derive(Debug)]
 pub(crate) struct Intake<'s, 'b> {
     ex: Extracted<'b>,
-    /// The router; `None` when the name is not loaded.
+    /// The router; `None` when the name is not loaded, or for a request-level call.
     router: Option<&'s LoadedRouter>,
+    /// The model names no router, and the request routes itself.
+    request_level: bool,
     /// The conversation as JSON, for a router whose conditions read it.
     messages: Option<Value>,
     options: &'b RouterOptions,
@@ -118,6 +120,15 @@ pub(crate) struct Request<'a, 's> {
 pub(crate) enum Target<'s> {
     /// A router of the snapshot (`"model": "inworld/<router>"`).
     Router(&'s LoadedRouter),
+    /// No router: the request routes itself (`"model": "auto"`, or router keys in
+    /// `extra_body`), see [`request_level`](crate::request_level).
+    Request,
+}
+
+/// Whether a request whose model names no router routes itself: `"model": "auto"`, or any
+/// of the router's keys in `extra_body` (which must then not reach the upstream).
+fn is_request_level(ex: &Extracted<'_>) -> bool {
+    ex.model() == Some(abroute::select::AUTO) || ex.has_router_keys()
 }
 
 impl<'s, 'b> Intake<'s, 'b> {
@@ -136,6 +147,15 @@ impl<'s, 'b> Intake<'s, 'b> {
     ) -> Result<Option<Intake<'s, 'b>>, ApiError> {
         let ex = extract(api, body)?;
         let Some(name) = ex.router_name(options.get_model_prefix()) else {
+            if is_request_level(&ex) {
+                return Ok(Some(Intake {
+                    ex,
+                    router: None,
+                    request_level: true,
+                    messages: None,
+                    options,
+                }));
+            }
             return Ok(None);
         };
         let router = snapshot.router(name);
@@ -147,6 +167,7 @@ impl<'s, 'b> Intake<'s, 'b> {
         Ok(Some(Intake {
             ex,
             router,
+            request_level: false,
             messages,
             options,
         }))
@@ -179,6 +200,7 @@ impl<'s, 'b> Intake<'s, 'b> {
         let ttft = self.ex.ttft_timeout()?;
         let target = match self.router {
             Some(r) => Target::Router(r),
+            None if self.request_level => Target::Request,
             None => {
                 let name = self.ex.router_name(self.options.get_model_prefix());
                 let name = name.unwrap_or_default().to_owned();
@@ -267,11 +289,33 @@ mod tests {
                 .unwrap();
             assert_eq!(intake.messages.is_some(), messages, "{model}");
             let request = intake.request(&headers).unwrap();
-            let Target::Router(r) = request.target;
+            let Target::Router(r) = request.target else {
+                panic!("{model} is a router")
+            };
             assert!(std::ptr::eq(r, snapshot.router(&model[8..]).unwrap()));
         }
         // Not a router: passes through.
         let other = body("openai/gpt-4.1");
+        assert!(
+            Intake::new(&options, &snapshot, Api::ChatCompletions, other.as_bytes())
+                .unwrap()
+                .is_none()
+        );
+        // Not a router, but `auto` or router keys: routed at the request level.
+        for body in [
+            r#"{"model":"auto"}"#,
+            r#"{"model":"openai/gpt-4.1","extra_body":{"models":["openai/gpt-4o"]}}"#,
+            r#"{"model":"openai/gpt-4.1","extra_body":{"metadata":null}}"#,
+            r#"{"model":"openai/gpt-4.1","extra_body":{"sort":["price"]}}"#,
+        ] {
+            let intake = Intake::new(&options, &snapshot, Api::ChatCompletions, body.as_bytes())
+                .unwrap()
+                .expect(body);
+            let request = intake.request(&headers).unwrap();
+            assert!(matches!(request.target, Target::Request), "{body}");
+        }
+        // Other keys of extra_body alone do not make a request routed.
+        let other = r#"{"model":"openai/gpt-4.1","extra_body":{"seed":1}}"#;
         assert!(
             Intake::new(&options, &snapshot, Api::ChatCompletions, other.as_bytes())
                 .unwrap()

@@ -18,8 +18,11 @@
 //!    with the `x-abroute-*` headers, the upstream's body (the first frame replayed), and
 //!    optionally merged metadata and the decision record in the response extensions.
 //!
-//! Any other request (another path or method, a model that is not a router) goes to the inner
-//! service once, its body unchanged (read whole, within the limit).
+//! A request whose model names no router but which routes itself (`"model": "auto"`, or the
+//! router's keys in `extra_body`) goes through the same steps with a request-level plan
+//! ([`request_level`](crate::request_level)). Any other request (another path or method, a
+//! model that is not a router) goes to the inner service once, its body unchanged (read whole,
+//! within the limit).
 //!
 //! Each step is a phase of its own module, and [`AbrouteService`]'s `handle` only chains
 //! them: the way in (`intake`: steps 1 and 2, shared with
@@ -62,6 +65,7 @@ use crate::error::{ApiError, BoxError};
 use crate::intake::{self, Intake, Target};
 use crate::options::{LayerOptions, RouterOptions};
 use crate::plan::RoutePlan;
+use crate::request_level::{EitherPlan, RequestLevel, RequestPlan};
 use crate::time::{Clock, MonotonicClock, NoTimer, Timer};
 
 /// The layer. See the [module documentation](crate::layer).
@@ -151,6 +155,8 @@ struct Shared<C, T> {
     keys: Option<ApiKeys>,
     clock: C,
     timer: T,
+    /// What request-level routing keeps between requests.
+    request_level: RequestLevel,
 }
 
 /// The layer's clock, so that a streamed body can read it (as an `Arc<dyn Clock>` of the
@@ -174,6 +180,7 @@ impl<S, C: Clone, T: Clone> Layer<S> for AbrouteLayer<C, T> {
                 keys: self.keys.clone(),
                 clock: self.clock.clone(),
                 timer: self.timer.clone(),
+                request_level: RequestLevel::default(),
             }),
         }
     }
@@ -312,11 +319,18 @@ where
         Ok(r) => r,
         Err(e) => return error_response(&e),
     };
-    let Target::Router(router) = request.target;
     let start = shared.clock.now();
-    let mut plan = match RoutePlan::new(router, &request, start) {
-        Ok(p) => p,
-        Err(e) => return error_response(&e),
+    let mut plan = match request.target {
+        Target::Router(router) => match RoutePlan::new(router, &request, start) {
+            Ok(p) => EitherPlan::Route(p),
+            Err(e) => return error_response(&e),
+        },
+        Target::Request => {
+            match RequestPlan::new(&shared.engine, &shared.request_level, &request, start) {
+                Ok(p) => EitherPlan::Request(p),
+                Err(e) => return error_response(&e),
+            }
+        }
     };
     let stream = request.ex.is_stream();
     let layer = &shared.layer_options;

@@ -10,7 +10,9 @@
 //!   5xx and timeouts, reports every outcome to the engine, and sets the `x-abroute-*` headers.
 //!   [`RouterOptions`] say how requests are read, routed and rewritten (the layer and
 //!   [`RouterOptions::route`] alike), [`LayerOptions`] what the layer does around the upstream
-//!   call; a [`Clock`] and a [`Timer`] give it time.
+//!   call; a [`Clock`] and a [`Timer`] give it time. Requests that name no router but route
+//!   themselves (`"model": "auto"`, `extra_body.models`, ...) get the same through
+//!   [`request_level`].
 //! - The hot path in pieces, for hosts that drive it themselves: [`extract()`] (one validating
 //!   pass over the body, borrowing from it), [`Extracted::context`] (the
 //!   [`RequestContext`](abroute::RequestContext)), [`AttemptSettings::of`] (the attempt's
@@ -74,9 +76,11 @@ mod json;
 pub mod layer;
 mod list;
 pub mod manage;
+pub mod models;
 mod options;
 mod plan;
 mod prepared;
+pub mod request_level;
 pub mod response;
 pub mod rewrite;
 mod route;
@@ -93,6 +97,7 @@ pub use manage::host::{
     CommitError, CommitFuture, Committed, EngineHost, Expect, RouterChange, RouterHost,
 };
 pub use manage::{DEFAULT_BASE_PATH, ManagementApi, ManagementService};
+pub use models::models_list;
 pub use options::{DEFAULT_MAX_BODY_BYTES, DEFAULT_MODEL_PREFIX, LayerOptions, RouterOptions};
 pub use plan::UpstreamAttempt;
 pub use prepared::{AttemptSettings, Prepared};

@@ -38,7 +38,9 @@ impl RouterOptions {
             return Ok(Routing::PassThrough);
         };
         let request = intake.request(headers)?;
-        let Target::Router(router) = request.target;
+        let Target::Router(router) = request.target else {
+            return self.route_request_level(&intake, &request);
+        };
         let mut plan = RoutePlan::new(router, &request, now)?;
         let decision = *plan.decision();
         let (model_id, variant_id, variant_index) = match plan.next_attempt() {
@@ -64,6 +66,51 @@ impl RouterOptions {
             assigned_variant_id: decision.variant_id().to_owned(),
             model_id: model_id.to_owned(),
             version: decision.version(),
+            ttft_timeout: request.ttft,
+            stream: ex.is_stream(),
+        }))
+    }
+}
+
+impl RouterOptions {
+    /// A request-level call without the layer: a direct model is rewritten for its first
+    /// attempt (the model itself, `extra_body`'s router keys removed); `auto` needs the
+    /// engine's catalog and metrics, which only the layer holds.
+    fn route_request_level(
+        &self,
+        intake: &Intake<'_, '_>,
+        request: &crate::intake::Request<'_, '_>,
+    ) -> Result<Routing, ApiError> {
+        let ex = intake.extracted();
+        let model = match ex.model() {
+            Some(abroute::select::AUTO) => {
+                return Err(ApiError::invalid_param(
+                    "model",
+                    "\"model\": \"auto\" is chosen by the layer (AbrouteLayer), which holds \
+                     the catalog and the observed metrics; RouterOptions::route cannot choose it",
+                ));
+            }
+            Some(m) if !m.is_empty() => m,
+            _ => {
+                return Err(ApiError::invalid_param(
+                    "model",
+                    "model is required: a model id, \"auto\", or a router",
+                ));
+            }
+        };
+        let settings = crate::prepared::AttemptSettings::default();
+        let out = rewrite(
+            ex,
+            &settings.rewrite(self.body_model(model), self.get_precedence()),
+        );
+        Ok(Routing::Routed(Routed {
+            body: Bytes::from(out),
+            router: crate::request_level::REQUEST_ROUTER.to_owned(),
+            route_id: crate::request_level::DIRECT_ROUTE.to_owned(),
+            variant_id: model.to_owned(),
+            assigned_variant_id: model.to_owned(),
+            model_id: model.to_owned(),
+            version: 0,
             ttft_timeout: request.ttft,
             stream: ex.is_stream(),
         }))

@@ -773,3 +773,57 @@ fn etags_guard_updates_and_deletes() {
     assert_eq!(status, 200, "{e}");
     assert!(f.engine.load().router("demo").is_none());
 }
+
+/// Inworld's router product page's router, as printed: no name, no route_id, no variant_id.
+const USER_AWARE: &str = include_str!("../../abroute/tests/data/user_aware.json");
+
+#[test]
+fn a_router_without_ids_is_created_with_them_derived_and_stored_explicitly() {
+    let f = fixture();
+    let (status, op) = create(&f.api, USER_AWARE);
+    assert_eq!(status, 200, "{op}");
+    let router = &op["response"];
+    assert_eq!(router["name"], "user-aware", "{op}");
+    assert_eq!(router["routes"][0]["route"]["route_id"], "route-1");
+    assert_eq!(
+        router["routes"][1]["route"]["variants"][0]["variant"]["variant_id"],
+        "anthropic/claude-haiku-4-5"
+    );
+    assert_eq!(router["defaultRoute"]["route_id"], "default");
+    // Read back, every id is there, and reading it again derives nothing.
+    let (status, got) = send(&f.api, Method::GET, "/router/v1/routers/user-aware", "");
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(
+        got["defaultRoute"]["variants"][0]["variant"]["variant_id"],
+        "anthropic/claude-sonnet-4-6"
+    );
+    let stored = f
+        .engine
+        .load()
+        .router("user-aware")
+        .unwrap()
+        .config()
+        .to_json();
+    let (_, derived) = abroute::RouterConfig::from_json_derived(&stored).unwrap();
+    assert!(derived.is_empty(), "{derived:?}");
+    // The same display name again is a clash on the derived name, as for a named router.
+    let (status, e) = create(&f.api, USER_AWARE);
+    assert_eq!(status, 409, "{e}");
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("user-aware"),
+        "{e}"
+    );
+    // Neither name nor display name: a clear error naming the field.
+    let (status, e) = create(
+        &f.api,
+        r#"{ "defaultRoute": { "variants": [ { "variant": { "modelId": "m" }, "weight": 1 } ] } }"#,
+    );
+    assert_eq!(status, 400, "{e}");
+    assert!(
+        e.to_string().contains("no `displayName` to derive it from"),
+        "{e}"
+    );
+}

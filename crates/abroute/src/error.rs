@@ -146,6 +146,12 @@ pub enum ConfigErrorKind {
         /// The member, in its written spelling.
         field: &'static str,
     },
+    /// A router without `name` whose `displayName` gives none to derive (absent, or without an
+    /// ASCII letter or digit once folded).
+    Unnamed {
+        /// The `displayName`, if there was one.
+        display_name: Option<String>,
+    },
     /// A string that is not one of the allowed values (an enum such as a sort metric).
     UnknownValue {
         /// The value as given.
@@ -296,6 +302,17 @@ impl fmt::Display for ConfigErrorKind {
                 "`{first}` and `{second}` are two spellings of the same field; give only one"
             ),
             K::MissingField { field } => write!(f, "missing field `{field}`"),
+            K::Unnamed { display_name: None } => write!(
+                f,
+                "missing field `name`, and no `displayName` to derive it from"
+            ),
+            K::Unnamed {
+                display_name: Some(d),
+            } => write!(
+                f,
+                "missing field `name`, and the displayName {d:?} has no letter or digit to \
+                 derive it from"
+            ),
             K::WrongType { expected, found } => write!(f, "expected {expected}, found {found}"),
             K::InvalidWeight { value, reason } => write!(f, "invalid weight {value}: {reason}"),
             K::InvalidName { name } => write!(

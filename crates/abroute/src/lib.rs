@@ -82,7 +82,7 @@ pub mod validate;
 pub use catalog::{Capability, Catalog, ModelInfo, Needs, Unsuitable};
 pub use compiled::{CompiledRoute, CompiledRouter, CompiledVariant, ModelTarget};
 pub use condition::{Condition, ConditionError, ConditionOutcome, EvalError, Variables};
-pub use config::{MessageTemplate, RouterConfig};
+pub use config::{DerivedId, MessageTemplate, RouterConfig, name_from_display};
 pub use context::{MetadataValue, RequestContext};
 pub use decision::{Assignment, ConditionExplanation, Decision, Explanation};
 pub use engine::{Change, Engine, EngineConfig, LoadedRouter, Prepare, Snapshot, SnapshotGuard};

@@ -53,6 +53,8 @@ pub enum AssignmentRecord {
         /// The 64-bit hash of the key, as 16 hex digits.
         key_hash: String,
     },
+    /// No assignment: the request named its models itself (request-level routing, no router).
+    Request,
 }
 
 impl From<Assignment> for AssignmentRecord {
@@ -119,6 +121,10 @@ pub struct DecisionRecord {
     /// Capability routing: the variants skipped because their models cannot serve the request.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skipped: Vec<SkippedVariant>,
+    /// Why this model was chosen, in a sentence (request-level `auto`: Inworld's
+    /// `metadata.reasoning`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reasoning: Option<String>,
 }
 
 /// A variant capability routing skipped, and why.
@@ -147,6 +153,7 @@ impl DecisionRecord {
             attempts: Vec::new(),
             fail_open: false,
             skipped: Vec::new(),
+            reasoning: None,
         }
     }
 }

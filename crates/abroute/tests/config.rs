@@ -659,18 +659,24 @@ fn bad_inputs_give_the_same_error_text_both_ways() {
             seed_with_third_weight("true"),
             format!("{w}: invalid weight true: a weight must be a non-negative whole number"),
         ),
-        // Missing fields (null counts as absent).
-        (
-            SEED.replacen("\"route_id\":\"default\",", "", 1),
-            "defaultRoute: missing field `route_id`".into(),
-        ),
+        // Missing fields (null counts as absent). A missing route_id or variant_id is derived
+        // (tests/derive.rs), a missing name too when there is a displayName to derive it from.
         (
             seed_with_third_weight("null"),
             "defaultRoute.variants[2]: missing field `weight`".into(),
         ),
         (
             r#"{"defaultRoute":{"route_id":"r","variants":[{"weight":1}]}}"#.into(),
-            "(root): missing field `name`\ndefaultRoute.variants[0]: missing field `variant`"
+            "(root): missing field `name`, and no `displayName` to derive it from\n\
+             defaultRoute.variants[0]: missing field `variant`"
+                .into(),
+        ),
+        (
+            r#"{"displayName":"!!","defaultRoute":{"route_id":"r","variants":[{"weight":1}]}}"#
+                .into(),
+            "(root): missing field `name`, and the displayName \"!!\" has no letter or digit \
+             to derive it from\n\
+             defaultRoute.variants[0]: missing field `variant`"
                 .into(),
         ),
         (
@@ -680,9 +686,7 @@ fn bad_inputs_give_the_same_error_text_both_ways() {
         (
             r#"{"name":"a","defaultRoute":{"route_id":"r","variants":[{"variant":{},"weight":1}]}}"#
                 .into(),
-            "defaultRoute.variants[0].variant: missing field `variant_id`\n\
-             defaultRoute.variants[0].variant: missing field `model_id`"
-                .into(),
+            "defaultRoute.variants[0].variant: missing field `model_id`".into(),
         ),
         // Enums.
         (
@@ -857,7 +861,6 @@ fn several_problems_are_all_reported_at_once_in_document_order() {
         ("routes[0].route.variants[0].weight", "invalid weight"),
         ("routes[0].route.variants[1].variant", "missing field"),
         ("routes[0].condition.cel_expression", "wrong type"),
-        ("routes[1].route", "missing field"),
         (
             "defaultRoute.variants[0].variant.model_selection.sort[0].metric",
             "unknown value",

@@ -7,7 +7,7 @@
 //! | path | what |
 //! |---|---|
 //! | `POST /v1/chat/completions`, `/v1/responses`, `/v1/messages` | routed through the adapter's layer to the providers |
-//! | `GET /v1/models` | the routers, as `inworld/<name>` models |
+//! | `GET /v1/models` | the routers, as `inworld/<name>` models, then the catalog's models and `auto` |
 //! | `/router/v1/routers[/{name}]` | the management API (create, list, get, update, delete) |
 //! | `GET /healthz` | 200 while the process serves |
 //! | `GET /readyz` | 200 when ready for traffic, 503 while starting or draining |

@@ -108,7 +108,8 @@ async fn fallback(State(state): State<Arc<AppState>>, req: Request<Body>) -> Res
     response.map(Body::new::<abroute_http::AbrouteBody<UpstreamBody>>)
 }
 
-/// `GET /v1/models`: every router as a model.
+/// `GET /v1/models`: every router as a model, then the catalog's models
+/// ([`abroute_http::models_list`]).
 fn models(state: &AppState, req: &Request<Body>) -> Response<Body> {
     if let Some(keys) = &state.chat_keys
         && let Err(e) = keys.authorize(req.headers(), Permission::Chat)
@@ -118,12 +119,8 @@ fn models(state: &AppState, req: &Request<Body>) -> Response<Body> {
             .map(Body::from);
     }
     let snapshot = state.engine.load();
-    let data: Vec<serde_json::Value> = snapshot
-        .names()
-        .iter()
-        .map(|n| json!({"id": format!("{}{n}", state.model_prefix), "object": "model", "owned_by": "abroute"}))
-        .collect();
-    json_response(StatusCode::OK, &json!({"object": "list", "data": data}))
+    let list = abroute_http::models_list(&snapshot, state.engine.catalog(), &state.model_prefix);
+    json_response(StatusCode::OK, &list)
 }
 
 /// An error in the Google API shape the management API answers with.

@@ -644,9 +644,15 @@ fn lenient_name(body: &[u8]) -> Option<String> {
     #[derive(serde::Deserialize)]
     struct Named {
         name: Option<String>,
+        #[serde(rename = "displayName", alias = "display_name")]
+        display_name: Option<String>,
     }
-    let name = serde_json::from_slice::<Named>(body).ok()?.name?;
-    Some(name.strip_prefix("routers/").unwrap_or(&name).to_owned())
+    let named = serde_json::from_slice::<Named>(body).ok()?;
+    match named.name {
+        Some(name) => Some(name.strip_prefix("routers/").unwrap_or(&name).to_owned()),
+        // The name reading derives (abroute::name_from_display).
+        None => abroute::name_from_display(&named.display_name?),
+    }
 }
 
 /// A create's or an update's answer: a long-running operation that is already done.

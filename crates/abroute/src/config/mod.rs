@@ -27,8 +27,10 @@
 //! assert!(err.to_string().contains("defaultRoute.variants[0]: unknown field `wieght`"));
 //! ```
 
+mod derive;
 mod parse;
 mod template;
+pub use derive::{DerivedId, name_from_display};
 pub(crate) use parse::kind_of;
 pub(crate) use template::message_templates;
 pub use template::{MessageTemplate, TemplateProblem, TemplateProblemKind};
@@ -249,6 +251,30 @@ impl RouterConfig {
     ///
     /// Every unknown field, missing field, wrong type and malformed weight, each with its path.
     pub fn from_json(text: &str) -> Result<RouterConfig, ConfigErrors> {
+        parse::from_str(text).map(|(config, _)| config)
+    }
+
+    /// [`from_json`](Self::from_json), with the ids the router left out and reading derived
+    /// (a `name` from the `displayName`, `route_id`s, `variant_id`s: see
+    /// `docs/config.md`, "Routers without ids"), in document order. `abroute check` warns with
+    /// them; the management API stores them.
+    ///
+    /// ```
+    /// use abroute::RouterConfig;
+    ///
+    /// let (config, derived) = RouterConfig::from_json_derived(r#"{ "displayName": "User-Aware",
+    ///     "defaultRoute": { "variants": [ { "variant": { "modelId": "openai/gpt-5.2" }, "weight": 100 } ] } }"#)
+    ///     .unwrap();
+    /// assert_eq!(config.name, "user-aware");
+    /// let paths: Vec<String> = derived.iter().map(|d| format!("{}={}", d.path, d.value)).collect();
+    /// assert_eq!(paths, ["name=user-aware", "defaultRoute.route_id=default",
+    ///     "defaultRoute.variants[0].variant.variant_id=openai/gpt-5.2"]);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`from_json`](Self::from_json).
+    pub fn from_json_derived(text: &str) -> Result<(RouterConfig, Vec<DerivedId>), ConfigErrors> {
         parse::from_str(text)
     }
 

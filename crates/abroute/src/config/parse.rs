@@ -217,14 +217,14 @@ impl<'de> Visitor<'de> for StrictVisitor {
 }
 
 /// `RouterConfig::from_json`: the same steps, and so the same messages, as
-/// `serde_json::from_str::<RouterConfig>`, with the errors kept structured.
-pub(super) fn from_str(text: &str) -> Result<RouterConfig, ConfigErrors> {
+/// `serde_json::from_str::<RouterConfig>`, with the errors kept structured, and the ids derived.
+pub(super) fn from_str(text: &str) -> Result<(RouterConfig, Vec<super::DerivedId>), ConfigErrors> {
     let mut de = serde_json::Deserializer::from_str(text);
     let StrictValue(value) = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = JsonPath::from(e.path());
         ConfigErrors::from(syntax_error(path, e.inner()))
     })?;
-    let config = router(&value)?;
+    let config = router_derived(&value)?;
     de.end()
         .map_err(|e| ConfigErrors::from(syntax_error(JsonPath::root(), &e)))?;
     Ok(config)
@@ -232,6 +232,22 @@ pub(super) fn from_str(text: &str) -> Result<RouterConfig, ConfigErrors> {
 
 /// Reads a router from a JSON value.
 pub(super) fn router(value: &Value) -> Result<RouterConfig, ConfigErrors> {
+    router_derived(value).map(|(config, _)| config)
+}
+
+/// Reads a router from a JSON value, its missing ids derived first ([`super::derive`]); gives
+/// the ids derived too.
+pub(super) fn router_derived(
+    value: &Value,
+) -> Result<(RouterConfig, Vec<super::DerivedId>), ConfigErrors> {
+    match super::derive::fill(value) {
+        Some((filled, derived)) => strict_router(&filled).map(|c| (c, derived)),
+        None => strict_router(value).map(|c| (c, Vec::new())),
+    }
+}
+
+/// Reads a router from a JSON value as written: every id must be there.
+fn strict_router(value: &Value) -> Result<RouterConfig, ConfigErrors> {
     let mut r = Reader { errors: Vec::new() };
     let config = r.router(value, &JsonPath::root());
     match (ConfigErrors::from_vec(r.errors), config) {
@@ -478,13 +494,25 @@ impl Reader {
 
     fn router(&mut self, v: &Value, path: &JsonPath) -> Option<RouterConfig> {
         let obj = self.object(v, path, "a router object", ROUTER_FIELDS, ROUTER_EXPECTED)?;
-        let name = self
-            .req_string(&obj, NAME)
-            .map(|n| match n.strip_prefix("routers/") {
-                Some(bare) => bare.to_owned(),
-                None => n,
-            });
         let display_name = self.opt_string(&obj, DISPLAY_NAME);
+        let name = match self.get(&obj, NAME) {
+            Some((v, p)) => self.string(v, p),
+            None => {
+                // A name is derived from the displayName when it has a letter or digit
+                // (`derive::fill`): here there was none to derive from.
+                self.err(
+                    path.clone(),
+                    K::Unnamed {
+                        display_name: display_name.clone(),
+                    },
+                );
+                None
+            }
+        }
+        .map(|n| match n.strip_prefix("routers/") {
+            Some(bare) => bare.to_owned(),
+            None => n,
+        });
         let routes = self.list(&obj, ROUTES, |r, v, p| r.conditional_route(v, &p));
         let default_route = self.optional(&obj, DEFAULT_ROUTE, Self::route);
         let defaults = self.raw_object(&obj, DEFAULTS, "a defaults object");
