@@ -145,7 +145,10 @@ async fn past_the_connection_limit_only_operations_are_served_then_nothing() {
     let answer = String::from_utf8_lossy(&read_to_close(&mut extra).await).into_owned();
     assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
     assert!(answer.contains("\"code\":\"overloaded\""), "{answer}");
-    assert!(answer.to_ascii_lowercase().contains("retry-after: 1"), "{answer}");
+    assert!(
+        answer.to_ascii_lowercase().contains("retry-after: 1"),
+        "{answer}"
+    );
     // ... and the operations endpoints are still served there.
     let mut ops = connect(&h).await;
     ops.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
@@ -163,7 +166,9 @@ async fn past_the_connection_limit_only_operations_are_served_then_nothing() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut refused = connect(&h).await;
     let started = Instant::now();
-    let _ = refused.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    let _ = refused
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await;
     assert!(read_to_close(&mut refused).await.is_empty());
     assert!(started.elapsed() < Duration::from_secs(5), "refused fast");
     // Freed, they serve again.
@@ -172,7 +177,9 @@ async fn past_the_connection_limit_only_operations_are_served_then_nothing() {
     let end = Instant::now() + BOUND;
     loop {
         let mut s = connect(&h).await;
-        let _ = s.write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n").await;
+        let _ = s
+            .write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await;
         if !read_head(&mut s).await.is_empty() {
             break;
         }
@@ -273,7 +280,9 @@ impl Fault {
         };
         match self {
             Fault::Never | Fault::SilentStream => Vec::new(),
-            Fault::Garbage => b"SSH-2.0-OpenSSH_9.6\r\n\x00\x01\x02 not http at all\r\n\r\n".to_vec(),
+            Fault::Garbage => {
+                b"SSH-2.0-OpenSSH_9.6\r\n\x00\x01\x02 not http at all\r\n\r\n".to_vec()
+            }
             Fault::CloseAfterHead => json_head(100).into_bytes(),
             Fault::TruncatedJson => {
                 let body = r#"{"id":"x","object":"chat.completion","choices":[{"index":0,"mess"#;
@@ -283,7 +292,8 @@ impl Fault {
             }
             Fault::Huge => {
                 let filler = "a".repeat(10 * 1024 * 1024);
-                let body = format!(r#"{{"id":"x","object":"chat.completion","filler":"{filler}"}}"#);
+                let body =
+                    format!(r#"{{"id":"x","object":"chat.completion","filler":"{filler}"}}"#);
                 let mut a = json_head(body.len()).into_bytes();
                 a.extend_from_slice(body.as_bytes());
                 a
@@ -365,7 +375,9 @@ async fn fault_config() -> GatewayConfig {
     config.limits.max_upstream_head_bytes = 16 * 1024;
     config.limits.upstream_idle_timeout = Duration::from_millis(300);
     for (name, fault, _) in FAULTS {
-        config.providers.push(provider(name, fault_upstream(fault).await));
+        config
+            .providers
+            .push(provider(name, fault_upstream(fault).await));
     }
     config
 }
@@ -377,7 +389,10 @@ async fn every_upstream_fault_fails_over_or_answers_a_clear_error() {
         let body = h
             .fails_over_to_backup(&format!("r-{name}"), &format!("{name}/m"), class)
             .await;
-        assert_eq!(body["metadata"]["served_model_id"], "openai/backup", "{name}");
+        assert_eq!(
+            body["metadata"]["served_model_id"], "openai/backup",
+            "{name}"
+        );
     }
     // Alone, each is a clear 502 (504 when it timed out), in the OpenAI shape.
     for (name, _, class) in FAULTS {
@@ -409,8 +424,10 @@ async fn a_stream_silent_after_its_first_event_is_ended() {
     let h = Harness::start(config).await;
     // Tokens every 2 s: the first event is sent, then the silence ends the stream.
     for m in ["gpt-4o-mini", "gpt-3.5-turbo", "gpt-4.1"] {
-        h.mock
-            .set(m, Behaviour::ok().with_token_interval(Duration::from_secs(2)));
+        h.mock.set(
+            m,
+            Behaviour::ok().with_token_interval(Duration::from_secs(2)),
+        );
     }
     let started = Instant::now();
     let client = common::client();
@@ -425,9 +442,15 @@ async fn a_stream_silent_after_its_first_event_is_ended() {
         .unwrap();
     let response = client.request(req).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    let collected =
-        tokio::time::timeout(BOUND, http_body_util::BodyExt::collect(response.into_body())).await;
-    assert!(collected.expect("ended in time").is_err(), "cut, not completed");
+    let collected = tokio::time::timeout(
+        BOUND,
+        http_body_util::BodyExt::collect(response.into_body()),
+    )
+    .await;
+    assert!(
+        collected.expect("ended in time").is_err(),
+        "cut, not completed"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     h.stop().await;
 }

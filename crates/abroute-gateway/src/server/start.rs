@@ -36,8 +36,8 @@ use tokio::sync::oneshot;
 use tower::Layer;
 
 use super::background;
-use super::limits;
 use super::keys::keys;
+use super::limits;
 use super::management::management_api;
 use super::providers::providers;
 use super::routes::{AppState, ChatService, app};

@@ -259,12 +259,19 @@ mod tests {
         let r = checked_json(response("text/event-stream", Some(long.clone())), &small())
             .await
             .unwrap();
-        let body = r.into_body().collect().await.expect("a stream has no size limit");
+        let body = r
+            .into_body()
+            .collect()
+            .await
+            .expect("a stream has no size limit");
         assert_eq!(body.to_bytes().len(), 30);
         let r = checked_json(response("text/plain", Some(long)), &small())
             .await
             .unwrap();
-        assert!(r.into_body().collect().await.is_err(), "a plain body is bounded");
+        assert!(
+            r.into_body().collect().await.is_err(),
+            "a plain body is bounded"
+        );
     }
 
     #[tokio::test]
