@@ -5,7 +5,8 @@
     hold.py BIN streams N   N chat streams open at once, through the gateway to a slow SSE
                             upstream in this script (one event a second per stream)
 
-Starts the gateway (release build; header_timeout raised to 5 minutes so idle clients stay),
+Starts the gateway (release build; header_timeout raised to 5 minutes so idle clients stay,
+max_connections to 15,000 above the default that a file limit of 20,000 gives),
 samples its RSS (/proc/<pid>/status) before and while the peers are held, checks that a new
 request is still answered meanwhile, and prints the RSS per peer. Every wait is bounded.
 Needs `ulimit -n` above 2 N + 100 for this process (the gateway raises its own).
@@ -117,7 +118,7 @@ async def main(binary, mode, n):
     config.write(
         f'listen = "127.0.0.1:{GATEWAY_PORT}"\nseed_router = true\n[auth]\nenabled = false\n'
         f'[[providers]]\nname = "*"\n{provider}\n'
-        '[limits]\nheader_timeout = "5m"\n'
+        '[limits]\nheader_timeout = "5m"\nmax_connections = 15000\n'
     )
     config.close()
     gw = subprocess.Popen([binary, "serve", "--config", config.name],
@@ -137,22 +138,27 @@ async def main(binary, mode, n):
         await asyncio.sleep(1)
         before = rss_kb(gw.pid)
         hold = hold_stream if mode == "streams" else hold_idle
-        held = []
-        t0 = time.monotonic()
-        batch = 200
-        for i in range(0, n, batch):
-            held += await asyncio.gather(*(hold() for _ in range(min(batch, n - i))))
-        opened = time.monotonic() - t0
-        await asyncio.sleep(3)
-        during = rss_kb(gw.pid)
-        status, took = await fresh_request()
-        print(f"{mode}: {len(held)} held (opened in {opened:.1f} s); RSS {before} KiB before, "
-              f"{during} KiB held: {(during - before) * 1024 / len(held):.0f} bytes per {mode[:-1] if mode == 'streams' else 'connection'}")
-        print(f"a new request meanwhile: {status} in {took * 1000:.1f} ms")
-        for _, w in held + warm:
+        kind = "stream" if mode == "streams" else "connection"
+        # Two rounds: the second shows whether what the first left behind is reused.
+        for round_ in (1, 2):
+            held = []
+            t0 = time.monotonic()
+            batch = 200
+            for i in range(0, n, batch):
+                held += await asyncio.gather(*(hold() for _ in range(min(batch, n - i))))
+            opened = time.monotonic() - t0
+            await asyncio.sleep(3)
+            during = rss_kb(gw.pid)
+            status, took = await fresh_request()
+            print(f"round {round_}: {mode}: {len(held)} held (opened in {opened:.1f} s); RSS {before} KiB "
+                  f"before, {during} KiB held: {(during - before) * 1024 / len(held):.0f} bytes per {kind}")
+            print(f"round {round_}: a new request meanwhile: {status} in {took * 1000:.1f} ms")
+            for _, w in held:
+                w.close()
+            await asyncio.sleep(3)
+            print(f"round {round_}: RSS after closing them: {rss_kb(gw.pid)} KiB")
+        for _, w in warm:
             w.close()
-        await asyncio.sleep(3)
-        print(f"RSS after closing them: {rss_kb(gw.pid)} KiB")
     finally:
         gw.terminate()
         try:

@@ -25,6 +25,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -172,12 +173,14 @@ fn body_timed_out(timeout: Duration) -> Response<Body> {
     r
 }
 
-/// A request body that fails once its deadline has passed. The timer is made only if the body
-/// has to wait for the client (most bodies are read at once with their head).
+/// A request body that fails once its deadline has passed, and says so in `timed_out` (its
+/// connection's flag: HTTP/1.1 serves one request of a connection at a time). The timer is made
+/// only if the body has to wait for the client (most bodies are read at once with their head).
 pub struct DeadlineBody {
     inner: Incoming,
     deadline: Instant,
     sleep: Option<Pin<Box<tokio::time::Sleep>>>,
+    timed_out: Arc<AtomicBool>,
 }
 
 /// The error of a body past its deadline.
@@ -209,7 +212,10 @@ impl http_body::Body for DeadlineBody {
                     .sleep
                     .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
                 match sleep.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimedOut)))),
+                    Poll::Ready(()) => {
+                        this.timed_out.store(true, Ordering::Relaxed);
+                        Poll::Ready(Some(Err(Box::new(BodyTimedOut))))
+                    }
                     Poll::Pending => Poll::Pending,
                 }
             }
@@ -265,6 +271,8 @@ struct ConnectionService {
     in_flight: Arc<Semaphore>,
     body_timeout: Duration,
     operations_only: bool,
+    /// Set when the body of the connection's current request missed its deadline.
+    body_timed_out: Arc<AtomicBool>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for ConnectionService {
@@ -304,20 +312,22 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
             None
         };
         let timeout = self.body_timeout;
-        let deadline = Instant::now() + timeout;
+        let timed_out = Arc::clone(&self.body_timed_out);
+        timed_out.store(false, Ordering::Relaxed);
         let req = req.map(|inner| {
             Body::new(DeadlineBody {
                 inner,
-                deadline,
+                deadline: Instant::now() + timeout,
                 sleep: None,
+                timed_out: Arc::clone(&timed_out),
             })
         });
         let mut app = self.app.clone();
         Box::pin(async move {
             let Ok(mut r) = app.call(req).await;
             // The layer (or the management API) answers a body it could not read with a 400:
-            // past the deadline, that was the deadline.
-            if r.status() == StatusCode::BAD_REQUEST && Instant::now() >= deadline {
+            // when the deadline cut it, a 408.
+            if timed_out.load(Ordering::Relaxed) {
                 r = body_timed_out(timeout);
             }
             Ok(r.map(|inner| PermitBody {
@@ -379,6 +389,7 @@ pub async fn serve(
             in_flight: Arc::clone(&in_flight),
             body_timeout: limits.body_timeout,
             operations_only,
+            body_timed_out: Arc::default(),
         };
         let mut conn_http = http.clone();
         conn_http.keep_alive(!operations_only);

@@ -102,8 +102,12 @@ pub struct GuardedBody {
     /// Bytes still allowed; `None` for an event stream (unbounded, frame by frame).
     remaining: Option<u64>,
     idle: Duration,
-    /// Fires when the body has been silent for `idle`; reset by every frame.
-    silence: Pin<Box<tokio::time::Sleep>>,
+    /// When the last frame came (or the body was made).
+    last: tokio::time::Instant,
+    /// Made when the body first has to wait: fires at `last + idle` as of when it was set, and
+    /// is moved on when a frame came since. A body read without waiting never makes a timer,
+    /// and a stream touches the timer once per `idle`, not once per frame.
+    silence: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl GuardedBody {
@@ -113,8 +117,30 @@ impl GuardedBody {
             inner,
             remaining: (!stream).then_some(limits.body_bytes),
             idle: limits.idle,
-            silence: Box::pin(tokio::time::sleep(limits.idle)),
+            last: tokio::time::Instant::now(),
+            silence: None,
         }
+    }
+}
+
+impl GuardedBody {
+    /// Whether the body has been silent for `idle` (else the timer is set to wake `cx` when it
+    /// would have been).
+    fn silent(&mut self, cx: &mut Context<'_>) -> bool {
+        let due = self.last + self.idle;
+        let sleep = self
+            .silence
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if sleep.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        if sleep.deadline() >= due {
+            return true;
+        }
+        // It fired, but a frame came since it was set: move it on to `idle` after that frame
+        // (so a stream touches the timer once per `idle`, not once per frame).
+        sleep.as_mut().reset(due);
+        sleep.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -141,21 +167,22 @@ impl Body for GuardedBody {
                     }
                     *left -= n;
                 }
-                let next = tokio::time::Instant::now() + this.idle;
-                this.silence.as_mut().reset(next);
+                this.last = tokio::time::Instant::now();
                 Poll::Ready(Some(Ok(frame)))
             }
             Poll::Ready(other) => Poll::Ready(other),
-            Poll::Pending => match this.silence.as_mut().poll(cx) {
-                Poll::Ready(()) => Poll::Ready(Some(Err(limit_error(
-                    std::io::ErrorKind::TimedOut,
-                    format!(
-                        "the upstream sent nothing for {} ms (limits.upstream_idle_timeout)",
-                        this.idle.as_millis()
-                    ),
-                )))),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                if this.silent(cx) {
+                    return Poll::Ready(Some(Err(limit_error(
+                        std::io::ErrorKind::TimedOut,
+                        format!(
+                            "the upstream sent nothing for {} ms (limits.upstream_idle_timeout)",
+                            this.idle.as_millis()
+                        ),
+                    ))));
+                }
+                Poll::Pending
+            }
         }
     }
 
@@ -286,5 +313,57 @@ mod tests {
         let e = r.into_body().collect().await.expect_err("silence fails");
         let io = e.downcast_ref::<std::io::Error>().expect("an io::Error");
         assert_eq!(io.kind(), std::io::ErrorKind::TimedOut);
+    }
+
+    /// A body that sends a frame every `gap`, `n` times.
+    struct Ticking {
+        gap: Duration,
+        left: usize,
+        sleep: Pin<Box<tokio::time::Sleep>>,
+    }
+
+    impl Body for Ticking {
+        type Data = Bytes;
+        type Error = BoxError;
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            if self.sleep.as_mut().poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            self.left -= 1;
+            let next = tokio::time::Instant::now() + self.gap;
+            self.sleep.as_mut().reset(next);
+            Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"data: x\n\n")))))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stream_that_keeps_talking_is_never_silent() {
+        // 12 frames 30 ms apart: 360 ms in all, each gap within the 100 ms idle limit.
+        let limits = ResponseLimits {
+            idle: Duration::from_millis(100),
+            ..small()
+        };
+        let gap = Duration::from_millis(30);
+        let body = Ticking {
+            gap,
+            left: 12,
+            sleep: Box::pin(tokio::time::sleep(gap)),
+        };
+        let mut r = Response::new(body.boxed_unsync());
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        let r = checked_json(r, &limits).await.unwrap();
+        let all = r
+            .into_body()
+            .collect()
+            .await
+            .expect("never silent for 100 ms");
+        assert_eq!(all.to_bytes().len(), 12 * 9);
     }
 }
