@@ -59,7 +59,7 @@ async def slow_upstream(reader, writer):
             await asyncio.sleep(1)
         writer.write(b"data: [DONE]\n\n")
         await writer.drain()
-    except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
+    except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, asyncio.CancelledError):
         pass
     finally:
         writer.close()
