@@ -444,4 +444,37 @@ mod tests {
         assert!(takes_permit("/v1/chat/completions"));
         assert!(takes_permit("/v1/models"));
     }
+
+    #[test]
+    fn limits_are_read_from_the_config_and_zeros_refused() {
+        use crate::config::GatewayConfig;
+        let c = GatewayConfig::from_toml_str(
+            "[limits]\nheader_timeout = \"2s\"\nbody_timeout = \"3s\"\nmax_connections = 100\n\
+             reserved_connections = 4\nmax_in_flight = 50\nmax_upstream_head_bytes = 9000\n\
+             max_upstream_body_bytes = 1000000\nupstream_idle_timeout = \"7s\"\n",
+        )
+        .expect("valid limits");
+        let l = ServerLimits::resolve(&c.limits, 1 << 20, 2);
+        assert_eq!(l.header_timeout, Duration::from_secs(2));
+        assert_eq!(l.body_timeout, Duration::from_secs(3));
+        assert_eq!(
+            (l.max_connections, l.reserved_connections, l.max_in_flight),
+            (100, 4, 50)
+        );
+        assert_eq!(c.limits.max_upstream_head_bytes, 9000);
+        assert_eq!(c.limits.max_upstream_body_bytes, 1_000_000);
+        assert_eq!(c.limits.upstream_idle_timeout, Duration::from_secs(7));
+        let e =
+            GatewayConfig::from_toml_str("[limits]\nheader_timeout = \"0s\"\nmax_in_flight = 0\n")
+                .expect_err("zeros are refused")
+                .to_string();
+        assert!(
+            e.contains("limits.header_timeout: must be longer than 0"),
+            "{e}"
+        );
+        assert!(
+            e.contains("limits.max_in_flight: must be at least 1"),
+            "{e}"
+        );
+    }
 }
