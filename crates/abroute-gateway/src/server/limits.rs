@@ -343,7 +343,8 @@ impl hyper::service::Service<Request<Incoming>> for ConnectionService {
 ///
 /// # Errors
 ///
-/// Never: a failed accept (out of file descriptors, say) is logged and retried after 10 ms.
+/// Never: a failed accept (out of file descriptors, say) is retried after 10 ms, logged at most
+/// once a second.
 pub async fn serve(
     listener: TcpListener,
     app: axum::Router,
@@ -359,6 +360,7 @@ pub async fn serve(
     let graceful = GracefulShutdown::new();
     let mut stopped = std::pin::pin!(stopped);
     let open = metrics::gauge!("abroute_open_connections");
+    let mut last_warning = None;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -367,7 +369,11 @@ pub async fn serve(
         let tcp = match accepted {
             Ok((tcp, _)) => tcp,
             Err(e) => {
-                tracing::warn!(error = %e, "cannot accept a connection");
+                // Out of descriptors, say: at most one line a second, not one per retry.
+                if last_warning.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    last_warning = Some(Instant::now());
+                }
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
