@@ -220,6 +220,33 @@ pub struct Limits {
     /// On SIGTERM, wait at most this long for in-flight requests. Default `30s`.
     #[serde(deserialize_with = "de_duration")]
     pub shutdown_timeout: Duration,
+    /// Time for a client to send a request's head, counted from when the connection is ready
+    /// for it (accepted, or the previous response written): also the keep-alive idle timeout.
+    /// The connection is closed past it. Default `10s`.
+    #[serde(deserialize_with = "de_duration")]
+    pub header_timeout: Duration,
+    /// Time for a client to send a request's body, counted from its head (408 past it, and the
+    /// connection closed). Default `60s`.
+    #[serde(deserialize_with = "de_duration")]
+    pub body_timeout: Duration,
+    /// The most open client connections; past it (and `reserved_connections`), new ones are
+    /// closed at once. Default: from the file limit (`RLIMIT_NOFILE`, half of it, leaving the
+    /// other half to upstream connections and the store).
+    pub max_connections: Option<usize>,
+    /// Connections past `max_connections` that still serve `/healthz`, `/readyz` and
+    /// `/metrics` (anything else: 503 `overloaded`). Default 32.
+    pub reserved_connections: usize,
+    /// The most chat requests in flight (streams until their end); past it, 503 `overloaded`
+    /// with `Retry-After` at once. Default: 1,024 per CPU, at most `max_connections`.
+    pub max_in_flight: Option<usize>,
+    /// The largest upstream response head, in bytes (at least 8 KiB). Default 64 KiB.
+    pub max_upstream_head_bytes: usize,
+    /// The largest upstream answer that is not an event stream, in bytes. Default 32 MiB.
+    pub max_upstream_body_bytes: u64,
+    /// The longest an upstream body may stay silent (before its first frame and between two).
+    /// Default `120s`.
+    #[serde(deserialize_with = "de_duration")]
+    pub upstream_idle_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -229,7 +256,42 @@ impl Default for Limits {
             attempt_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
             shutdown_timeout: Duration::from_secs(30),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
+            max_connections: None,
+            reserved_connections: 32,
+            max_in_flight: None,
+            max_upstream_head_bytes: 64 * 1024,
+            max_upstream_body_bytes: 32 * 1024 * 1024,
+            upstream_idle_timeout: Duration::from_secs(120),
         }
+    }
+}
+
+impl Limits {
+    /// What is wrong with these limits: a zero that would refuse everything.
+    fn problems(&self) -> Vec<String> {
+        let zero_durations = [
+            ("header_timeout", self.header_timeout),
+            ("body_timeout", self.body_timeout),
+            ("upstream_idle_timeout", self.upstream_idle_timeout),
+        ];
+        let zero_counts = [
+            ("max_connections", self.max_connections),
+            ("max_in_flight", self.max_in_flight),
+        ];
+        let mut out: Vec<String> = zero_durations
+            .iter()
+            .filter(|(_, d)| d.is_zero())
+            .map(|(name, _)| format!("limits.{name}: must be longer than 0"))
+            .collect();
+        out.extend(
+            zero_counts
+                .iter()
+                .filter(|(_, n)| *n == Some(0))
+                .map(|(name, _)| format!("limits.{name}: must be at least 1")),
+        );
+        out
     }
 }
 
@@ -570,6 +632,7 @@ impl GatewayConfig {
         {
             problems.push(format!("routing.user_header: {h:?} is not a header name"));
         }
+        problems.extend(self.limits.problems());
         if problems.is_empty() {
             Ok(())
         } else {

@@ -28,10 +28,12 @@
 //! | `providers` | the upstream service over the providers, and the built-in mock's transport |
 //! | `routes` | the app: the routes, their handlers and the state they share |
 //! | `management` | the management API as the gateway serves it, and the function that builds it |
+//! | `limits` | the accept loop and the client limits: timeouts, connection and in-flight counts |
 //! | `background` | the tasks that run beside the server (the refresh timer among them) |
 
 mod background;
 mod keys;
+mod limits;
 mod management;
 mod providers;
 mod routes;

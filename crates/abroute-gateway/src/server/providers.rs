@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use crate::config::GatewayConfig;
 use crate::mock::{self, MockControl, MockServer};
-use crate::upstream::{BaseUrl, InProcess, Provider, Providers, Transport, UpstreamService};
+use crate::upstream::{
+    BaseUrl, InProcess, Provider, Providers, ResponseLimits, Transport, UpstreamService,
+};
 
 use super::keys::env_secret;
 use super::{StartError, start_error};
@@ -98,10 +100,16 @@ pub(super) async fn providers(
             .http2(p.http2);
         list.push((provider, transport));
     }
-    let service = UpstreamService::new(
+    let limits = ResponseLimits {
+        head_bytes: config.limits.max_upstream_head_bytes,
+        body_bytes: config.limits.max_upstream_body_bytes,
+        idle: config.limits.upstream_idle_timeout,
+    };
+    let service = UpstreamService::with_limits(
         Arc::new(Providers::new(list)),
         config.limits.connect_timeout,
         config.routing.strip_provider,
+        limits,
     )
     .map_err(start_error)?;
     Ok(Upstreams {

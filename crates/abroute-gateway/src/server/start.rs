@@ -16,7 +16,7 @@
 //! | [`chat_layer`] | the adapter's layer over the upstream: the chat path |
 //! | [`management_api`] | the management API over its host |
 //! | [`app`] | the routes over the shared state |
-//! | [`listen`] | the bound listener, served |
+//! | [`listen`] | the bound listener, served within the client limits (`limits`) |
 //! | [`background::spawn`] | the watcher, the refresh timer, the metrics upkeep |
 //!
 //! A step that fails stops the start with a [`StartError`] naming what is wrong; the first
@@ -37,6 +37,7 @@ use tower::Layer;
 
 use super::background;
 use super::keys::keys;
+use super::limits;
 use super::management::management_api;
 use super::providers::providers;
 use super::routes::{AppState, ChatService, app};
@@ -110,7 +111,8 @@ pub(super) async fn start(
         model_prefix: config.routing.model_prefix.clone(),
     });
     telemetry::prometheus();
-    let listening = listen(config.listen, app(Arc::clone(&state))).await?;
+    limits::describe();
+    let listening = listen(config.listen, &config.limits, app(Arc::clone(&state))).await?;
     let mut background = background::spawn(writer_task, watched.watcher, writer);
     if let Some(follower) = replica {
         let state = Arc::clone(&state);
@@ -490,28 +492,31 @@ struct Listening {
     server: tokio::task::JoinHandle<std::io::Result<()>>,
 }
 
-/// Binds `listen` and serves `app` on it until stopped.
+/// Binds `listen` and serves `app` on it within `[limits]` (see `limits`) until stopped.
 ///
 /// # Errors
 ///
 /// When the address cannot be bound.
-async fn listen(listen: SocketAddr, app: axum::Router) -> Result<Listening, StartError> {
-    use axum::serve::ListenerExt;
+async fn listen(
+    listen: SocketAddr,
+    config: &crate::config::Limits,
+    app: axum::Router,
+) -> Result<Listening, StartError> {
     let cannot = |e: std::io::Error| start_error(format!("cannot listen on {listen}: {e}"));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(cannot)?;
     let addr = listener.local_addr().map_err(cannot)?;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
+    let nofile = limits::raise_file_limit();
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let resolved = limits::ServerLimits::resolve(config, nofile, cpus);
+    tracing::info!(
+        max_connections = resolved.max_connections,
+        max_in_flight = resolved.max_in_flight,
+        file_limit = nofile,
+        "client limits"
+    );
     let (stop, stopped) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let server = tokio::spawn(limits::serve(listener, app, resolved, stopped));
     Ok(Listening { addr, stop, server })
 }

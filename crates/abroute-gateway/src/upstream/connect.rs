@@ -23,6 +23,8 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use rustls::ClientConfig;
 
+use super::limits::ResponseLimits;
+
 /// A pooled client for every provider of one HTTP version policy.
 pub(super) type PooledClient = Client<TimedConnector<HttpsConnector<HttpConnector>>, Full<Bytes>>;
 
@@ -39,7 +41,13 @@ pub(super) struct Clients {
 impl Clients {
     /// Both clients over `tls`, setting up each connection (TCP connect and TLS handshake
     /// together) within `connect_timeout`.
-    pub(super) fn new(tls: &ClientConfig, connect_timeout: Duration) -> Clients {
+    /// `limits` bounds each response head (hyper's HTTP/1.1 read buffer, the HTTP/2 header
+    /// list).
+    pub(super) fn new(
+        tls: &ClientConfig,
+        connect_timeout: Duration,
+        limits: &ResponseLimits,
+    ) -> Clients {
         let mut connector = HttpConnector::new();
         // `https://` URIs reach it through the TLS wrapper, which handles the scheme.
         connector.enforce_http(false);
@@ -58,6 +66,8 @@ impl Clients {
             Client::builder(TokioExecutor::new())
                 .pool_idle_timeout(Duration::from_secs(60))
                 .pool_max_idle_per_host(1024)
+                .http1_max_buf_size(limits.h1_buffer())
+                .http2_max_header_list_size(limits.h2_header_list())
                 .build(connector)
         };
         Clients {

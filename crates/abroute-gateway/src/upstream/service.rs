@@ -23,6 +23,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 use super::connect::Clients;
+use super::limits::{ResponseLimits, checked_json};
 use super::tls::tls_config;
 use super::{Providers, Transport, UpstreamBody};
 
@@ -47,6 +48,8 @@ pub struct UpstreamService {
     clients: Clients,
     providers: Arc<Providers>,
     strip_provider: bool,
+    /// What a network upstream's answer may cost.
+    limits: ResponseLimits,
 }
 
 impl fmt::Debug for UpstreamService {
@@ -70,11 +73,32 @@ impl UpstreamService {
         connect_timeout: Duration,
         strip_provider: bool,
     ) -> Result<Self, String> {
+        Self::with_limits(
+            providers,
+            connect_timeout,
+            strip_provider,
+            ResponseLimits::default(),
+        )
+    }
+
+    /// [`UpstreamService::new`] with the limits on the answers of network upstreams (see
+    /// [`ResponseLimits`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`UpstreamService::new`].
+    pub fn with_limits(
+        providers: Arc<Providers>,
+        connect_timeout: Duration,
+        strip_provider: bool,
+        limits: ResponseLimits,
+    ) -> Result<Self, String> {
         let tls = tls_config(&providers)?;
         Ok(UpstreamService {
-            clients: Clients::new(&tls, connect_timeout),
+            clients: Clients::new(&tls, connect_timeout, &limits),
             providers,
             strip_provider,
+            limits,
         })
     }
 
@@ -204,6 +228,7 @@ impl tower::Service<Request<Bytes>> for UpstreamService {
         let client = self.clients.get(provider.http2);
         let fut = client.request(req);
         let provider = Arc::clone(provider);
+        let limits = self.limits;
         Box::pin(async move {
             let response = fut.await.map_err(|e| {
                 // The layer keeps only the failure's class: say here what went wrong (a refused
@@ -226,10 +251,14 @@ impl tower::Service<Request<Bytes>> for UpstreamService {
             head.headers.remove(header::CONNECTION);
             head.headers.remove("keep-alive");
             head.headers.remove(header::TRANSFER_ENCODING);
-            Ok(Response::from_parts(
+            let response = Response::from_parts(
                 head,
                 body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
-            ))
+            );
+            checked_json(response, &limits).await.inspect_err(|e| {
+                tracing::debug!(provider = %provider.name, base = %provider.base,
+                    error = %e, "the upstream's answer broke a limit");
+            })
         })
     }
 }
