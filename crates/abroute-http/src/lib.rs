@@ -80,7 +80,10 @@ mod prepared;
 pub mod response;
 pub mod rewrite;
 mod route;
+pub mod include_usage;
 pub mod stream;
+pub mod stream_tap;
+pub mod stream_usage;
 pub mod template;
 mod time;
 
