@@ -128,7 +128,11 @@ mod tests {
     fn every_shape_of_stream_options() {
         let on = json!({"include_usage": true});
         for (body, want, opts) in [
-            (r#"{"model":"m","stream":true}"#, UsageAsk::Injected, on.clone()),
+            (
+                r#"{"model":"m","stream":true}"#,
+                UsageAsk::Injected,
+                on.clone(),
+            ),
             (r#"{}"#, UsageAsk::Injected, on.clone()),
             (
                 r#"{"stream_options":{"include_usage":true},"stream":true}"#,

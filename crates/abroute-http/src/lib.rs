@@ -65,6 +65,7 @@ pub mod auth;
 mod body;
 pub mod error;
 pub mod extract;
+pub mod include_usage;
 mod intake;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -80,7 +81,6 @@ mod prepared;
 pub mod response;
 pub mod rewrite;
 mod route;
-pub mod include_usage;
 pub mod stream;
 pub mod stream_tap;
 pub mod stream_usage;

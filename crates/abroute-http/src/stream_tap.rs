@@ -376,7 +376,11 @@ mod tests {
             t.push(Bytes::copy_from_slice(f));
             drain(&mut t, &mut out);
         }
-        if fail { t.fail() } else { t.end() }
+        if fail {
+            t.fail()
+        } else {
+            t.end()
+        }
         drain(&mut t, &mut out);
         drop(t);
         let mut ends = ends.lock().unwrap();
@@ -400,7 +404,12 @@ data: [DONE]\n\n";
         let b = CHAT.as_bytes();
         for i in 0..=b.len() {
             for j in (i..=b.len()).step_by(5) {
-                let (out, end) = run(Api::ChatCompletions, true, &[&b[..i], &b[i..j], &b[j..]], false);
+                let (out, end) = run(
+                    Api::ChatCompletions,
+                    true,
+                    &[&b[..i], &b[i..j], &b[j..]],
+                    false,
+                );
                 assert_eq!(String::from_utf8(out).unwrap(), want, "at {i} {j}");
                 assert_eq!(end.usage.input_tokens, Some(3));
                 assert_eq!(end.usage.output_tokens, Some(2));
@@ -460,7 +469,9 @@ data: [DONE]\n\n";
     #[test]
     fn a_dropped_body_tells_the_observer_the_client_went_away() {
         let (mut t, ends) = tap(Api::Messages, false);
-        t.push(Bytes::from_static(b"event: message_start\ndata: {\"message\":{\"usage\":{\"input_tokens\":4}}}\n\n"));
+        t.push(Bytes::from_static(
+            b"event: message_start\ndata: {\"message\":{\"usage\":{\"input_tokens\":4}}}\n\n",
+        ));
         let mut out = Vec::new();
         drain(&mut t, &mut out);
         drop(t);

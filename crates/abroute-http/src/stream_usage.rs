@@ -222,7 +222,11 @@ impl UsageReader {
         }
         match self.line {
             Line::Start => {
-                self.line = if c == b'd' { Line::Field(1) } else { Line::Skip };
+                self.line = if c == b'd' {
+                    Line::Field(1)
+                } else {
+                    Line::Skip
+                };
             }
             Line::Field(k) => {
                 const DATA: &[u8] = b"data:";
@@ -398,7 +402,12 @@ pub fn parse_usage(api: Api, obj: &[u8]) -> Option<StreamUsage> {
             "input_tokens_details",
             "cached_tokens",
         ),
-        Api::Messages => ("input_tokens", "output_tokens", "", "cache_read_input_tokens"),
+        Api::Messages => (
+            "input_tokens",
+            "output_tokens",
+            "",
+            "cache_read_input_tokens",
+        ),
     };
     let mut usage = StreamUsage::default();
     let mut sc = Scanner::new(obj);
