@@ -24,6 +24,7 @@
 
 pub mod check;
 pub mod config;
+pub mod experiment;
 pub mod explain;
 pub mod fleet;
 pub mod host;

@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -296,18 +296,7 @@ pub fn observe_routed(
         .record(a.latency_ms as f64 / 1000.0);
     }
     let usage = usage.unwrap_or_default();
-    if usage.input_tokens.is_some() || usage.output_tokens.is_some() {
-        let labels = [
-            record.router.as_str(),
-            record.route_id.as_str(),
-            record.assigned_variant_id.as_str(),
-            served_variant,
-            model,
-        ];
-        let [input, output] = token_counters(labels);
-        input.increment(usage.input_tokens.unwrap_or(0));
-        output.increment(usage.output_tokens.unwrap_or(0));
-    }
+    count_tokens(record, usage);
     let failover = record.served_model_id.is_some() && record.attempts.len() > 1;
     if failover {
         metrics::counter!(
@@ -347,6 +336,28 @@ pub fn observe_routed(
     }
 }
 
+/// Adds an answer's tokens to the token counters of its arm.
+pub fn count_tokens(record: &DecisionRecord, usage: Usage) {
+    if usage.input_tokens.is_none() && usage.output_tokens.is_none() {
+        return;
+    }
+    let model = record
+        .served_model_id
+        .as_deref()
+        .or_else(|| record.attempts.last().map(|a| a.model.as_str()))
+        .unwrap_or(&record.assigned_model_id);
+    let labels = [
+        record.router.as_str(),
+        record.route_id.as_str(),
+        record.assigned_variant_id.as_str(),
+        record.served_variant_id.as_deref().unwrap_or(""),
+        model,
+    ];
+    let [input, output] = token_counters(labels);
+    input.increment(usage.input_tokens.unwrap_or(0));
+    output.increment(usage.output_tokens.unwrap_or(0));
+}
+
 /// Records a request that was not routed.
 pub fn observe_unrouted(status: u16) {
     metrics::counter!("abroute_unrouted_requests_total", "status" => status_label(status))
@@ -358,12 +369,25 @@ pub fn observe_unrouted(status: u16) {
 pub struct Observe<S> {
     inner: S,
     log_info: bool,
+    /// Set: cost per arm and the SRM guard ([`crate::experiment`]).
+    engine: Option<Arc<Engine>>,
 }
 
 impl<S> Observe<S> {
     /// Observes `inner`; routed requests log at `info` when `log_info`, else at `debug`.
     pub fn new(inner: S, log_info: bool) -> Observe<S> {
-        Observe { inner, log_info }
+        Observe {
+            inner,
+            log_info,
+            engine: None,
+        }
+    }
+
+    /// Also counts each routed request's cost and its assignment for the SRM guard, from
+    /// `engine`'s catalog and routers.
+    pub fn experiment(mut self, engine: Arc<Engine>) -> Observe<S> {
+        self.engine = Some(engine);
+        self
     }
 }
 
@@ -384,12 +408,26 @@ where
         let start = Instant::now();
         let fut = self.inner.call(req);
         let log_info = self.log_info;
+        let engine = self.engine.clone();
         Box::pin(async move {
             let Ok(mut response) = fut.await;
             let status = response.status().as_u16();
             let usage = response.extensions().get::<Usage>().copied();
             match response.extensions_mut().remove::<DecisionRecord>() {
-                Some(record) => observe_routed(&record, usage, status, start.elapsed(), log_info),
+                Some(record) => {
+                    observe_routed(&record, usage, status, start.elapsed(), log_info);
+                    if let Some(engine) = &engine {
+                        crate::experiment::count_assignment(engine, &record);
+                        if let Some(u) = usage {
+                            let tokens = abroute::cost::BilledTokens {
+                                input: u.input_tokens.unwrap_or(0),
+                                cached_input: 0,
+                                output: u.output_tokens.unwrap_or(0),
+                            };
+                            crate::experiment::record_cost(engine, &record, tokens);
+                        }
+                    }
+                }
                 None => observe_unrouted(status),
             }
             Ok(response)
