@@ -111,7 +111,7 @@ impl StreamObserver for StreamMetrics {
         if usage.is_empty() {
             return;
         }
-        crate::telemetry::count_tokens(record, usage.to_usage());
+        crate::token_metrics::count_tokens(record, usage.to_usage());
         let (input, cached_input) = usage.billed_input(end.api);
         let output = usage.output_tokens.unwrap_or(0);
         record_cost(

@@ -34,6 +34,7 @@ pub mod server;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod token_metrics;
 pub mod upstream;
 pub mod watch;
 pub mod writer;

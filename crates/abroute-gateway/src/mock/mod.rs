@@ -23,7 +23,6 @@
 //! `GET /v1/models` lists one model, `mock`; `GET /healthz` answers `ok`; any other `GET` is 405.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
