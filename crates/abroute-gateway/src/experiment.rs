@@ -17,12 +17,15 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::Duration;
 
 use abroute::cost::{BilledTokens, Cost, cost};
 use abroute::record::AssignmentRecord;
 use abroute::srm::{ALARM_P, MIN_ASSIGNMENTS, SrmCounter};
+use abroute::stats::LATENCY_BUCKETS_MS;
 use abroute::{DecisionRecord, Engine};
 use abroute_http::stream_tap::{StreamEnd, StreamObserver};
+use serde_json::{Value, json};
 
 /// The served model of a record (or the last tried, or the assigned one).
 fn served_model(record: &DecisionRecord) -> &str {
@@ -34,9 +37,9 @@ fn served_model(record: &DecisionRecord) -> &str {
 }
 
 /// Adds an answer's cost (or its unpriced tokens) to the counters of its arm.
-pub fn record_cost(engine: &Engine, record: &DecisionRecord, tokens: BilledTokens) {
+pub fn record_cost(engine: &Engine, record: &DecisionRecord, tokens: BilledTokens) -> Option<f64> {
     if tokens.total() == 0 {
-        return;
+        return None;
     }
     let model = served_model(record);
     let pricing = engine.catalog().get(model).and_then(|m| m.price.as_ref());
@@ -51,9 +54,13 @@ pub fn record_cost(engine: &Engine, record: &DecisionRecord, tokens: BilledToken
         ("model", model.to_owned()),
     ];
     match cost(pricing, tokens) {
-        Cost::Priced(usd) => add_cost(&labels, usd),
+        Cost::Priced(usd) => {
+            add_cost(&labels, usd);
+            Some(usd)
+        }
         Cost::Unpriced(n) => {
             metrics::counter!("abroute_unpriced_tokens_total", &labels).increment(n);
+            None
         }
     }
 }
@@ -107,6 +114,14 @@ impl StreamObserver for StreamMetrics {
             with_cause.push(("cause", cause.name().to_owned()));
             metrics::counter!("abroute_stream_errors_total", &with_cause).increment(1);
         }
+        with_arm(record, |arm| {
+            if let Some(t) = end.time_to_first_token {
+                arm.ttft.record(t);
+            }
+            if end.error == Some(abroute_http::stream_tap::StreamError::UpstreamReset) {
+                arm.stream_errors += 1;
+            }
+        });
         let usage = end.usage;
         if usage.is_empty() {
             return;
@@ -114,15 +129,13 @@ impl StreamObserver for StreamMetrics {
         crate::token_metrics::count_tokens(record, usage.to_usage());
         let (input, cached_input) = usage.billed_input(end.api);
         let output = usage.output_tokens.unwrap_or(0);
-        record_cost(
-            &self.engine,
-            record,
-            BilledTokens {
-                input,
-                cached_input,
-                output,
-            },
-        );
+        let tokens = BilledTokens {
+            input,
+            cached_input,
+            output,
+        };
+        let usd = record_cost(&self.engine, record, tokens);
+        with_arm(record, |arm| arm.answer(tokens.total(), usd));
         if end.error.is_none()
             && let Some(m) = self.engine.metrics().handle(&model)
         {
@@ -131,15 +144,130 @@ impl StreamObserver for StreamMetrics {
     }
 }
 
-/// One route's SRM counter under one config version.
+/// A latency histogram over [`LATENCY_BUCKETS_MS`] (and one bucket above).
+#[derive(Debug, Clone, Default)]
+struct Histogram {
+    counts: [u64; LATENCY_BUCKETS_MS.len() + 1],
+}
+
+impl Histogram {
+    fn record(&mut self, d: Duration) {
+        let ms = d.as_secs_f64() * 1e3;
+        let i = LATENCY_BUCKETS_MS
+            .iter()
+            .position(|&b| ms <= b as f64)
+            .unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.counts[i] += 1;
+    }
+
+    /// The `q` quantile in milliseconds, interpolated linearly inside its bucket (the last
+    /// bucket reads as its lower bound); `None` when empty.
+    fn quantile(&self, q: f64) -> Option<f64> {
+        let n: u64 = self.counts.iter().sum();
+        if n == 0 {
+            return None;
+        }
+        let rank = q * n as f64;
+        let mut seen = 0.0;
+        for (i, &c) in self.counts.iter().enumerate() {
+            let next = seen + c as f64;
+            if c > 0 && next >= rank {
+                let lo = if i == 0 {
+                    0.0
+                } else {
+                    LATENCY_BUCKETS_MS[i - 1] as f64
+                };
+                let Some(&hi) = LATENCY_BUCKETS_MS.get(i) else {
+                    return Some(lo);
+                };
+                return Some(lo + (hi as f64 - lo) * ((rank - seen) / c as f64).clamp(0.0, 1.0));
+            }
+            seen = next;
+        }
+        None
+    }
+}
+
+/// A running mean and variance (Welford).
+#[derive(Debug, Clone, Copy, Default)]
+struct Moments {
+    n: u64,
+    mean: f64,
+    m2: f64,
+}
+
+impl Moments {
+    fn add(&mut self, x: f64) {
+        self.n += 1;
+        let d = x - self.mean;
+        self.mean += d / self.n as f64;
+        self.m2 += d * (x - self.mean);
+    }
+
+    /// The mean with its 95% normal interval.
+    fn interval(&self) -> Option<[f64; 3]> {
+        if self.n == 0 {
+            return None;
+        }
+        let half = if self.n > 1 {
+            Z95 * (self.m2 / (self.n - 1) as f64).sqrt() / (self.n as f64).sqrt()
+        } else {
+            f64::INFINITY
+        };
+        Some([self.mean, self.mean - half, self.mean + half])
+    }
+}
+
+/// The 97.5% quantile of the standard normal: 95% two-sided intervals.
+const Z95: f64 = 1.959_963_984_540_054;
+
+/// The Wilson score interval of `x` successes in `n` (95%): `[estimate, low, high]`.
+pub fn wilson(x: u64, n: u64) -> Option<[f64; 3]> {
+    if n == 0 {
+        return None;
+    }
+    let (n, p) = (n as f64, x as f64 / n as f64);
+    let z2 = Z95 * Z95;
+    let denom = 1.0 + z2 / n;
+    let center = (p + z2 / (2.0 * n)) / denom;
+    let half = Z95 * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt() / denom;
+    Some([p, (center - half).max(0.0), (center + half).min(1.0)])
+}
+
+/// One arm's figures under one config version.
+#[derive(Debug, Clone, Default)]
+struct ArmBook {
+    assigned: u64,
+    served: u64,
+    failovers: u64,
+    errors: u64,
+    stream_errors: u64,
+    latency: Histogram,
+    ttft: Histogram,
+    tokens: Moments,
+    cost: Moments,
+}
+
+impl ArmBook {
+    fn answer(&mut self, tokens: u64, usd: Option<f64>) {
+        self.tokens.add(tokens as f64);
+        if let Some(usd) = usd {
+            self.cost.add(usd);
+        }
+    }
+}
+
+/// One route's books under one config version: the SRM counter and each arm's figures.
 struct RouteBook {
     counter: SrmCounter,
     weights: Vec<u32>,
     variants: Vec<String>,
+    arms: Vec<ArmBook>,
     warned: bool,
 }
 
-/// The most (router, route, version) books kept; beyond, new ones are not counted.
+/// The most (router, route, version) books kept; beyond, the books of versions no longer
+/// served are dropped, and if none is, new ones are not kept.
 pub const MAX_BOOKS: usize = 4_096;
 
 type Books = Mutex<HashMap<(String, String, u64), RouteBook>>;
@@ -149,58 +277,123 @@ fn books() -> &'static Books {
     BOOKS.get_or_init(Books::default)
 }
 
-/// Counts one routed request's assignment for the SRM test of its route and config version,
-/// updates `abroute_srm_p_value`, and warns once per route and version when the split looks
-/// broken (p < 0.001 after at least 1,000 assignments).
-pub fn count_assignment(engine: &Engine, record: &DecisionRecord) {
-    let key = (
+fn lock_books() -> std::sync::MutexGuard<'static, HashMap<(String, String, u64), RouteBook>> {
+    books().lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+fn key_of(record: &DecisionRecord) -> (String, String, u64) {
+    (
         record.router.clone(),
         record.route_id.clone(),
         record.version,
-    );
-    let mut books = books().lock().unwrap_or_else(PoisonError::into_inner);
+    )
+}
+
+/// Runs `f` on the book of the record's assigned arm, if it is kept.
+fn with_arm(record: &DecisionRecord, f: impl FnOnce(&mut ArmBook)) {
+    let mut books = lock_books();
+    let Some(book) = books.get_mut(&key_of(record)) else {
+        return;
+    };
+    if let Some(i) = book
+        .variants
+        .iter()
+        .position(|v| *v == record.assigned_variant_id)
+    {
+        f(&mut book.arms[i]);
+    }
+}
+
+/// The book of a record's route and version, made from the engine's router when new.
+fn book_for<'b>(
+    books: &'b mut HashMap<(String, String, u64), RouteBook>,
+    engine: &Engine,
+    record: &DecisionRecord,
+) -> Option<&'b mut RouteBook> {
+    let key = key_of(record);
     if !books.contains_key(&key) {
+        let snapshot = engine.load();
         if books.len() >= MAX_BOOKS {
-            // Drop the books of versions no longer served first.
-            let snapshot = engine.load();
             books.retain(|(r, _, v), _| {
                 snapshot
                     .router(r)
                     .is_some_and(|l| l.compiled().version() == *v)
             });
             if books.len() >= MAX_BOOKS {
-                return;
+                return None;
             }
         }
-        let snapshot = engine.load();
-        let Some(router) = snapshot.router(&record.router) else {
-            return;
-        };
+        let router = snapshot.router(&record.router)?;
         if router.compiled().version() != record.version {
-            return;
+            return None;
         }
-        let Some(route) = router
+        let route = router
             .compiled()
             .routes()
-            .find(|r| r.id() == record.route_id)
-        else {
-            return;
-        };
+            .find(|r| r.id() == record.route_id)?;
         let variants: Vec<String> = route.variants().iter().map(|v| v.id().to_owned()).collect();
         let weights = route.variants().iter().map(|v| v.weight()).collect();
         books.insert(
             key.clone(),
             RouteBook {
                 counter: SrmCounter::new(variants.len()),
+                arms: vec![ArmBook::default(); variants.len()],
                 weights,
                 variants,
                 warned: false,
             },
         );
     }
-    let Some(book) = books.get_mut(&key) else {
+    books.get_mut(&key)
+}
+
+/// Books one routed request: its assignment for the SRM test of its route and config version
+/// (updating `abroute_srm_p_value`, and warning once per route and version when the split
+/// looks broken: p < 0.001 after at least 1,000 assignments), its arm's counts and latency,
+/// and, with `usage`, its tokens and cost.
+pub fn observe_request(
+    engine: &Engine,
+    record: &DecisionRecord,
+    status: u16,
+    elapsed: Duration,
+    usage: Option<abroute_http::Usage>,
+) {
+    let usd = usage.and_then(|u| {
+        let tokens = BilledTokens {
+            input: u.input_tokens.unwrap_or(0),
+            cached_input: 0,
+            output: u.output_tokens.unwrap_or(0),
+        };
+        record_cost(engine, record, tokens).map(|usd| (tokens.total(), usd))
+    });
+    let mut books = lock_books();
+    let Some(book) = book_for(&mut books, engine, record) else {
         return;
     };
+    let arm = book
+        .variants
+        .iter()
+        .position(|v| *v == record.assigned_variant_id);
+    if let Some(a) = arm {
+        let figures = &mut book.arms[a];
+        figures.assigned += 1;
+        figures.latency.record(elapsed);
+        if status >= 500 || record.served_model_id.is_none() {
+            figures.errors += 1;
+        }
+        if record.served_model_id.is_some() && record.attempts.len() > 1 {
+            figures.failovers += 1;
+        }
+        if let Some(u) = usage {
+            let tokens = u.input_tokens.unwrap_or(0) + u.output_tokens.unwrap_or(0);
+            figures.answer(tokens, usd.map(|(_, c)| c));
+        }
+    }
+    if let Some(served) = &record.served_variant_id
+        && let Some(s) = book.variants.iter().position(|v| v == served)
+    {
+        book.arms[s].served += 1;
+    }
     let labels = [
         ("router", record.router.clone()),
         ("route", record.route_id.clone()),
@@ -210,11 +403,7 @@ pub fn count_assignment(engine: &Engine, record: &DecisionRecord) {
         metrics::counter!("abroute_srm_excluded_total", &labels).increment(1);
         return;
     }
-    let Some(arm) = book
-        .variants
-        .iter()
-        .position(|v| *v == record.assigned_variant_id)
-    else {
+    let Some(arm) = arm else {
         return;
     };
     match &record.assignment {
@@ -225,8 +414,8 @@ pub fn count_assignment(engine: &Engine, record: &DecisionRecord) {
         }
     }
     let total = book.counter.total();
-    // The test costs O(√n) terms: run every request up to the alarm threshold, then every
-    // 64th assignment.
+    // The test costs O(√n) terms: run on every assignment up to the alarm threshold, then
+    // on every 64th.
     if total < MIN_ASSIGNMENTS || total % 64 == 0 {
         let Some(p) = book.counter.p_value(&book.weights) else {
             return;
@@ -249,47 +438,107 @@ pub fn count_assignment(engine: &Engine, record: &DecisionRecord) {
     }
 }
 
-/// The SRM state of one route under one config version, for the readout.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct SrmReadout {
-    /// The route.
-    pub route: String,
-    /// The config version.
-    pub version: u64,
-    /// Variant ids, in the route's order.
-    pub variants: Vec<String>,
-    /// Their weights.
-    pub weights: Vec<u32>,
-    /// The counts the test reads (random assignments plus sampled sticky keys).
-    pub assigned: Vec<u64>,
-    /// The p-value, with two arms or more of positive weight.
-    pub p_value: Option<f64>,
-    /// Requests left out of the test.
-    pub excluded: u64,
-    /// Sticky requests seen (each, not once per key).
-    pub sticky_requests: u64,
-    /// The sticky sample's level: each key is in it with probability 2^-level.
-    pub sticky_sample_level: u32,
-}
-
-/// The SRM books of `router`'s routes.
-pub fn srm_readout(router: &str) -> Vec<SrmReadout> {
-    let books = books().lock().unwrap_or_else(PoisonError::into_inner);
-    let mut out: Vec<SrmReadout> = books
-        .iter()
-        .filter(|((r, _, _), _)| r == router)
-        .map(|((_, route, version), b)| SrmReadout {
-            route: route.clone(),
-            version: *version,
-            variants: b.variants.clone(),
-            weights: b.weights.clone(),
-            assigned: b.counter.counts(),
-            p_value: b.counter.p_value(&b.weights),
-            excluded: b.counter.excluded(),
-            sticky_requests: b.counter.sticky_requests(),
-            sticky_sample_level: b.counter.level(),
+/// The readout of one router (see docs/experiments.md): per route and config version, the
+/// SRM test, and per arm the counts, shares, rates with Wilson intervals, latency and TTFT
+/// percentiles, tokens and cost per request with normal intervals. `None` when nothing of
+/// the router was booked.
+pub fn readout(router: &str) -> Option<Value> {
+    let books = lock_books();
+    let mut routes: Vec<(&(String, String, u64), &RouteBook)> =
+        books.iter().filter(|((r, _, _), _)| r == router).collect();
+    if routes.is_empty() {
+        return None;
+    }
+    routes.sort_by(|a, b| (&a.0.1, a.0.2).cmp(&(&b.0.1, b.0.2)));
+    let routes: Vec<Value> = routes
+        .into_iter()
+        .map(|((_, route, version), b)| {
+            let assigned: u64 = b.arms.iter().map(|a| a.assigned).sum();
+            let served: u64 = b.arms.iter().map(|a| a.served).sum();
+            let weight_total: u64 = b.weights.iter().map(|&w| u64::from(w)).sum();
+            let share = |x: u64, n: u64| if n == 0 { 0.0 } else { x as f64 / n as f64 };
+            let arms: Vec<Value> = b
+                .variants
+                .iter()
+                .zip(&b.weights)
+                .zip(&b.arms)
+                .map(|((v, &w), a)| {
+                    let pct = |h: &Histogram| {
+                        json!({ "p50": h.quantile(0.5), "p95": h.quantile(0.95), "p99": h.quantile(0.99) })
+                    };
+                    json!({
+                        "variant": v,
+                        "weight": w,
+                        "weight_share": share(u64::from(w), weight_total),
+                        "assigned": a.assigned,
+                        "assigned_share": share(a.assigned, assigned),
+                        "served": a.served,
+                        "served_share": share(a.served, served),
+                        "failover_rate": wilson(a.failovers, a.assigned),
+                        "error_rate": wilson(a.errors + a.stream_errors, a.assigned),
+                        "latency_ms": pct(&a.latency),
+                        "ttft_ms": pct(&a.ttft),
+                        "tokens_per_request": a.tokens.interval(),
+                        "cost_usd_per_request": a.cost.interval(),
+                    })
+                })
+                .collect();
+            json!({
+                "route": route,
+                "version": version,
+                "srm": {
+                    "p_value": b.counter.p_value(&b.weights),
+                    "assignments": b.counter.total(),
+                    "counts": b.counter.counts(),
+                    "excluded": b.counter.excluded(),
+                    "sticky_requests": b.counter.sticky_requests(),
+                    "sticky_sample_level": b.counter.level(),
+                    "alarm": b.counter.p_value(&b.weights).is_some_and(|p| p < ALARM_P)
+                        && b.counter.total() >= MIN_ASSIGNMENTS,
+                },
+                "arms": arms,
+            })
         })
         .collect();
-    out.sort_by(|a, b| (&a.route, a.version).cmp(&(&b.route, b.version)));
-    out
+    Some(json!({ "router": router, "routes": routes }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wilson_matches_known_values() {
+        // 10 of 100: [0.0552, 0.1744] (the Wilson interval).
+        let [p, lo, hi] = wilson(10, 100).unwrap_or_default();
+        assert!((p - 0.1).abs() < 1e-12);
+        assert!(
+            (lo - 0.055_2).abs() < 1e-4 && (hi - 0.174_4).abs() < 1e-4,
+            "{lo} {hi}"
+        );
+        let [_, lo, hi] = wilson(0, 20).unwrap_or_default();
+        assert_eq!(lo, 0.0);
+        assert!((hi - 0.161_1).abs() < 1e-4, "{hi}");
+        assert_eq!(wilson(0, 0), None);
+    }
+
+    #[test]
+    fn histogram_quantiles_interpolate_in_their_bucket() {
+        let mut h = Histogram::default();
+        for ms in [3u64, 4, 4, 30, 2_000_000] {
+            h.record(Duration::from_millis(ms));
+        }
+        // Three of five in (2, 5]: the median is inside it.
+        let p50 = h.quantile(0.5).unwrap_or(0.0);
+        assert!(p50 > 2.0 && p50 <= 5.0, "{p50}");
+        assert_eq!(h.quantile(1.0), Some(60_000.0));
+        assert_eq!(Histogram::default().quantile(0.5), None);
+        let mut m = Moments::default();
+        for x in [1.0, 2.0, 3.0] {
+            m.add(x);
+        }
+        let [mean, lo, hi] = m.interval().unwrap_or_default();
+        assert!((mean - 2.0).abs() < 1e-12 && (hi - mean - (mean - lo)).abs() < 1e-12);
+        assert!((hi - mean - Z95 / 3f64.sqrt()).abs() < 1e-12);
+    }
 }

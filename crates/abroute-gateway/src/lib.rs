@@ -29,6 +29,7 @@ pub mod explain;
 pub mod fleet;
 pub mod host;
 pub mod mock;
+pub mod report;
 pub mod routerfile;
 pub mod server;
 pub mod simulate;

@@ -341,15 +341,8 @@ where
                 Some(record) => {
                     observe_routed(&record, usage, status, start.elapsed(), log_info);
                     if let Some(engine) = &engine {
-                        crate::experiment::count_assignment(engine, &record);
-                        if let Some(u) = usage {
-                            let tokens = abroute::cost::BilledTokens {
-                                input: u.input_tokens.unwrap_or(0),
-                                cached_input: 0,
-                                output: u.output_tokens.unwrap_or(0),
-                            };
-                            crate::experiment::record_cost(engine, &record, tokens);
-                        }
+                        let elapsed = start.elapsed();
+                        crate::experiment::observe_request(engine, &record, status, elapsed, usage);
                     }
                 }
                 None => observe_unrouted(status),

@@ -205,19 +205,99 @@ async fn a_client_that_leaves_closes_the_upstream_within_a_second() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_srm_gauge_reads_the_assigned_split() {
+async fn the_readout_and_the_srm_gauge_match_the_requests_sent() {
     let h = Harness::start(test_config()).await;
     let router = r#"{ "name": "ab", "defaultRoute": { "route_id": "default", "variants": [
-        { "variant": { "variant_id": "a", "model_id": "openai/one" }, "weight": 50 },
+        { "variant": { "variant_id": "a", "model_id": "openai/gpt-4o-mini" }, "weight": 50 },
         { "variant": { "variant_id": "b", "model_id": "openai/two" }, "weight": 50 } ] } }"#;
     h.create(router).await;
-    for _ in 0..200 {
-        let r = h.chat(&chat_body("ab", "")).await;
+    let (mut a, mut b) = (0u64, 0u64);
+    // Bounded: 2,000 requests.
+    for i in 0..2_000 {
+        // Half of them sticky, from 50 users.
+        let extra = if i % 2 == 0 {
+            format!(r#", "user": "u{}""#, i % 100)
+        } else {
+            String::new()
+        };
+        let r = h.chat(&chat_body("ab", &extra)).await;
         assert_eq!(r.status, StatusCode::OK);
+        match r.header("x-abroute-assigned-variant") {
+            "a" => a += 1,
+            "b" => b += 1,
+            other => panic!("{other}"),
+        }
     }
+    let r = h
+        .request(
+            Method::GET,
+            "/router/v1/routers/ab/experiment",
+            "",
+            Some(ADMIN),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let v = r.json();
+    let route = &v["routes"][0];
+    assert_eq!(route["route"], "default");
+    let arms = route["arms"].as_array().unwrap();
+    assert_eq!(arms[0]["variant"], "a");
+    assert_eq!(arms[0]["assigned"], a);
+    assert_eq!(arms[1]["assigned"], b);
+    assert_eq!(arms[0]["served"], a, "no failover here");
+    assert_eq!(arms[0]["weight_share"], 0.5);
+    let share = arms[0]["assigned_share"].as_f64().unwrap();
+    assert!((share - a as f64 / 2_000.0).abs() < 1e-12);
+    // Error rate 0 with its Wilson interval; tokens and cost per request (arm a is priced).
+    assert_eq!(arms[0]["error_rate"][0], 0.0);
+    assert!(arms[0]["error_rate"][2].as_f64().unwrap() > 0.0);
+    assert!(arms[0]["tokens_per_request"][0].as_f64().unwrap() > 0.0);
+    assert!(arms[0]["cost_usd_per_request"][0].as_f64().unwrap() > 0.0);
+    assert!(arms[1]["cost_usd_per_request"].is_null());
+    assert!(arms[0]["latency_ms"]["p50"].as_f64().is_some());
+    // The SRM test reads the 1,000 random requests and the 50 sticky keys once each.
+    let srm = &route["srm"];
+    assert_eq!(srm["assignments"], 1_050, "{srm}");
+    assert_eq!(srm["sticky_requests"], 1_000);
+    let p = srm["p_value"].as_f64().unwrap();
+    assert!(p > 0.0 && p <= 1.0);
     let m = h.request(Method::GET, "/metrics", "", None).await.text();
-    let p = metric(&m, "abroute_srm_p_value", "ab");
-    assert!(p > 0.0 && p <= 1.0, "{m}");
-    assert_eq!(metric(&m, "abroute_srm_assignments", "ab"), 200.0);
+    let gauge = metric(&m, "abroute_srm_p_value", "ab");
+    assert!(gauge > 0.0 && gauge <= 1.0, "{m}");
+    // `abroute report` reads the same, as a table and as JSON.
+    let base = h.base.clone();
+    let (table, json) =
+        tokio::task::spawn_blocking(move || (run_report(&base, false), run_report(&base, true)))
+            .await
+            .unwrap();
+    assert!(table.contains("ab / default (version"), "{table}");
+    assert!(table.contains("SRM p = "), "{table}");
+    let parsed: Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(parsed["routes"][0]["arms"][1]["assigned"], b);
+    // An unknown router is 404.
+    let r = h
+        .request(
+            Method::GET,
+            "/router/v1/routers/nope/experiment",
+            "",
+            Some(ADMIN),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
     h.stop().await;
+}
+
+fn run_report(base: &str, json: bool) -> String {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_abroute"));
+    c.args(["report", "ab", "--url", base, "--key", ADMIN]);
+    if json {
+        c.arg("--json");
+    }
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
 }
