@@ -27,6 +27,45 @@ use abroute::{DecisionRecord, Engine};
 use abroute_http::stream_tap::{StreamEnd, StreamObserver};
 use serde_json::{Value, json};
 
+/// Describes the metrics of this module (called once, with the recorder's installation).
+pub fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_histogram!(
+        "abroute_time_to_first_token_seconds",
+        Unit::Seconds,
+        "Streams: routing to the first byte the client got"
+    );
+    describe_histogram!(
+        "abroute_stream_duration_seconds",
+        Unit::Seconds,
+        "Streams: routing to the end of the stream"
+    );
+    describe_counter!(
+        "abroute_stream_errors_total",
+        "Streams that ended early, by cause (upstream_reset, client_closed)"
+    );
+    describe_gauge!(
+        "abroute_cost_usd_total",
+        "Running cost in US dollars (tokens times catalog prices); never decreases"
+    );
+    describe_counter!(
+        "abroute_unpriced_tokens_total",
+        "Tokens of answers from models without catalog prices"
+    );
+    describe_gauge!(
+        "abroute_srm_p_value",
+        "Sample-ratio test of the assigned split under the current config version"
+    );
+    describe_gauge!(
+        "abroute_srm_assignments",
+        "Assignments the sample-ratio test read (sticky keys once each)"
+    );
+    describe_counter!(
+        "abroute_srm_excluded_total",
+        "Requests left out of the sample-ratio test (capability re-picks, fail-open)"
+    );
+}
+
 /// The served model of a record (or the last tried, or the assigned one).
 fn served_model(record: &DecisionRecord) -> &str {
     record

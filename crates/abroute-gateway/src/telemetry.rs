@@ -7,7 +7,7 @@
 //! | `abroute_attempts_total` | counter | `router`, `route`, `variant` (of the attempt), `model`, `outcome` (`success`, `rate_limited`, `server_error`, `timeout`, `slow_first_token`, `client_error`) |
 //! | `abroute_attempt_duration_seconds` | histogram | `model`, `outcome` |
 //! | `abroute_failovers_total` | counter | `router`, `route`, `variant` (assigned), `model` (served) |
-//! | `abroute_input_tokens_total`, `abroute_output_tokens_total` | counter | `router`, `route`, `variant` (assigned), `served_variant`, `model` (served): the answer's `usage`, for non-streaming answers (read whole to merge `metadata`) |
+//! | `abroute_input_tokens_total`, `abroute_output_tokens_total` | counter | `router`, `route`, `variant` (assigned), `served_variant`, `model` (served): the answer's `usage` (non-streaming answers read whole to merge `metadata`; streams when they end) |
 //! | `abroute_ejections_total` | counter | `router`, `route`, `variant`, `model`: ejections of the model so far |
 //! | `abroute_model_ejected` | gauge | `model`: 1 while ejected |
 //! | `abroute_unrouted_requests_total` | counter | `status`: requests that named no router or were refused before routing |
@@ -15,6 +15,7 @@
 //! | `abroute_routers` / `abroute_config_version` | gauge | |
 //! | `abroute_store_up` / `abroute_store_revision` | gauge | a fleet's shared store: its watch connected; the revision applied |
 //! | `abroute_store_apply_seconds` | histogram | the time to apply one item of the store's watch |
+//! | streams, cost, SRM | | see [`experiment`](crate::experiment) and docs/experiments.md |
 //!
 //! Logs never hold keys or message contents: a routed request logs its router, route,
 //! variants, model, status, latency and attempts (at `debug`, or `info` with
@@ -55,6 +56,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
         // metrics go there and `/metrics` shows only what this handle sees.
         let _ = metrics::set_global_recorder(recorder);
         describe();
+        crate::experiment::describe();
         handle
     })
 }
@@ -73,11 +75,11 @@ fn describe() {
     describe_counter!("abroute_attempts_total", "Upstream attempts, by outcome");
     describe_counter!(
         "abroute_input_tokens_total",
-        "Prompt tokens of answered requests (the answer's usage; non-streaming answers)"
+        "Prompt tokens of answered requests (the answer's usage)"
     );
     describe_counter!(
         "abroute_output_tokens_total",
-        "Generated tokens of answered requests (the answer's usage; non-streaming answers)"
+        "Generated tokens of answered requests (the answer's usage)"
     );
     describe_histogram!(
         "abroute_attempt_duration_seconds",

@@ -146,6 +146,21 @@ impl std::fmt::Debug for UsageReader {
 
 const KEYS: [&[u8]; 2] = [b"usage", b"choices"];
 
+const fn table(stops: &[u8]) -> [bool; 256] {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < stops.len() {
+        t[stops[i] as usize] = true;
+        i += 1;
+    }
+    t
+}
+
+/// Where a skipped line may end.
+static LINE_END: [bool; 256] = table(b"\n\r");
+/// Where a skipped string may end (or its line).
+static STRING_STOP: [bool; 256] = table(b"\"\\\n\r");
+
 /// What [`UsageReader::line_end`] saw of an event that a blank line just ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventEnd {
@@ -183,22 +198,45 @@ impl UsageReader {
 
     /// Reads the next chunk of the stream.
     pub fn read(&mut self, chunk: &[u8]) {
-        for &c in chunk {
-            self.byte(c);
-        }
+        self.read_events(chunk, |_, _| {});
     }
 
     /// Reads one chunk and calls `on_event(offset_after_blank_line, end)` at the end of each
     /// event (the offset in `chunk` just past the blank line that ended it).
+    ///
+    /// Bytes that cannot change anything are skipped with a table lookup each: the rest of a
+    /// line that is not `data:` (up to its end), and the inside of a string that is no key
+    /// being matched (up to a quote, a backslash or a line end).
     pub fn read_events(&mut self, chunk: &[u8], mut on_event: impl FnMut(usize, EventEnd)) {
-        for (i, &c) in chunk.iter().enumerate() {
-            if let Some(end) = self.byte(c) {
+        let n = chunk.len();
+        let mut i = 0;
+        while i < n {
+            if !self.cr {
+                let stops: Option<&[bool; 256]> = match self.line {
+                    Line::Skip => Some(&LINE_END),
+                    Line::Data
+                        if self.cap_depth == 0 && self.in_str && !self.esc && self.k_alive == 0 =>
+                    {
+                        Some(&STRING_STOP)
+                    }
+                    _ => None,
+                };
+                if let Some(stops) = stops {
+                    match chunk[i..].iter().position(|&c| stops[usize::from(c)]) {
+                        Some(p) => i += p,
+                        None => return,
+                    }
+                }
+            }
+            if let Some(end) = self.byte(chunk[i]) {
                 on_event(i + 1, end);
             }
+            i += 1;
         }
     }
 
     /// One byte; at a blank line, what the event that it ended was.
+    #[inline]
     fn byte(&mut self, c: u8) -> Option<EventEnd> {
         if self.cr {
             self.cr = false;
@@ -264,6 +302,7 @@ impl UsageReader {
     }
 
     /// One byte of a `data:` line's JSON.
+    #[inline]
     fn lex(&mut self, c: u8) {
         if self.cap_depth > 0 {
             self.capture(c);
