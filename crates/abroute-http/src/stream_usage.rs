@@ -161,7 +161,7 @@ static LINE_END: [bool; 256] = table(b"\n\r");
 /// Where a skipped string may end (or its line).
 static STRING_STOP: [bool; 256] = table(b"\"\\\n\r");
 
-/// What [`UsageReader::line_end`] saw of an event that a blank line just ended.
+/// What [`UsageReader::read_events`] saw of an event that a blank line just ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EventEnd {
     /// The event was a usage-only chat chunk (`"choices": []` and a `usage` object).

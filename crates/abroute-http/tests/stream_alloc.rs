@@ -239,6 +239,5 @@ fn the_stream_tap_allocates_nothing_per_frame() {
     let after = allocations();
     assert_eq!(after - before, 0, "allocations while the body was polled");
     assert_eq!(std::str::from_utf8(&out).unwrap(), client_sees);
-    drop(body);
     assert_eq!(output_tokens.load(Ordering::Relaxed), 4000);
 }

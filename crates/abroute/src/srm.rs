@@ -435,7 +435,7 @@ mod tests {
             // Binomial sd of a rate of 0.05 over 1,000 experiments: 0.007. The exact binomial
             // test is conservative (at most α), never above it.
             assert!(
-                r05 <= 0.05 + 0.022 && r05 >= 0.02,
+                (0.02..=0.05 + 0.022).contains(&r05),
                 "{sticky} {arms:?}: {r05}"
             );
             assert!(r01 <= 0.01 + 0.01, "{sticky} {arms:?}: {r01}");
