@@ -161,6 +161,12 @@ impl StreamObserver for StreamMetrics {
                 arm.stream_errors += 1;
             }
         });
+        // A stream that broke after its first byte was reported a success when it began: the
+        // break goes to passive health as a server error of the model that served it.
+        if end.error == Some(abroute_http::stream_tap::StreamError::UpstreamReset) {
+            let failure = abroute::Outcome::Failure(abroute::FailureClass::ServerError);
+            self.engine.health().report(&model, failure, end.ended_at);
+        }
         let usage = end.usage;
         if usage.is_empty() {
             return;
@@ -545,6 +551,50 @@ pub fn readout(router: &str) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broken_stream_is_a_failure_of_its_model_in_passive_health() {
+        let health = abroute::HealthConfig {
+            consecutive_failures: 1,
+            ..abroute::HealthConfig::default()
+        };
+        let engine = Arc::new(abroute::EngineConfig::new().health(health).build());
+        let router = r#"{ "name": "hb", "defaultRoute": { "route_id": "default", "variants": [
+            { "variant": { "variant_id": "a", "model_id": "p/broken" }, "weight": 1 } ] } }"#;
+        let config = abroute::RouterConfig::from_json(router).unwrap_or_else(|e| panic!("{e}"));
+        engine.upsert(config).unwrap_or_else(|e| panic!("{e}"));
+        let record: DecisionRecord = serde_json::from_str(
+            r#"{"router":"hb","route_id":"default","assigned_variant_id":"a",
+              "assigned_model_id":"p/broken","served_variant_id":"a","served_model_id":"p/broken",
+              "version":1,"assignment":{"kind":"random","draw":"0000000000000001"},
+              "attempts":[],"fail_open":false}"#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let now = Duration::from_secs(100);
+        let observer = StreamMetrics::new(Arc::clone(&engine));
+        let end = |error| StreamEnd {
+            record: record.clone(),
+            api: abroute_http::Api::ChatCompletions,
+            usage: Default::default(),
+            time_to_first_token: None,
+            duration: Duration::from_millis(5),
+            ended_at: now,
+            error,
+        };
+        let model = || engine.health().get_model("p/broken");
+        assert!(model().is_some_and(|h| !h.is_ejected(now)));
+        observer.stream_ended(end(Some(
+            abroute_http::stream_tap::StreamError::ClientClosed,
+        )));
+        assert!(
+            model().is_some_and(|h| !h.is_ejected(now)),
+            "a client leaving is no failure"
+        );
+        observer.stream_ended(end(Some(
+            abroute_http::stream_tap::StreamError::UpstreamReset,
+        )));
+        assert!(model().is_some_and(|h| h.is_ejected(now)), "a reset is");
+    }
 
     #[test]
     fn wilson_matches_known_values() {

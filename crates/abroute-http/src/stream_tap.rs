@@ -71,6 +71,8 @@ pub struct StreamEnd {
     pub time_to_first_token: Option<Duration>,
     /// From routing to the end of the stream.
     pub duration: Duration,
+    /// When the stream ended, on the layer's clock (for reports to passive health).
+    pub ended_at: Duration,
     /// Why it ended early, if it did.
     pub error: Option<StreamError>,
 }
@@ -283,13 +285,14 @@ impl StreamTap {
     fn finish(&mut self, error: Option<StreamError>) {
         self.ended = true;
         if let Some(record) = self.record.take() {
-            let duration = self.clock.now().saturating_sub(self.start);
+            let now = self.clock.now();
             self.observer.stream_ended(StreamEnd {
                 record,
                 api: self.api,
                 usage: self.reader.usage(),
                 time_to_first_token: self.first,
-                duration,
+                duration: now.saturating_sub(self.start),
+                ended_at: now,
                 error,
             });
         }
