@@ -6,10 +6,22 @@
 //!   the input back, byte for byte (nothing lost, reordered or duplicated, held bytes included);
 //! - the framing changes nothing: the stream cut into the fuzzer's frames gives the same output
 //!   as the stream in one frame;
-//! - the event itself is well formed: its `data:` line is a JSON object holding the metadata.
+//! - the event itself is well formed: its `data:` line is a JSON object holding the metadata;
+//! - the usage reader (`abroute_http::stream_usage::UsageReader`) finds the same usage
+//!   whatever the framing;
+//! - the stream tap (`abroute_http::stream_tap::StreamTap`) gives the input back byte for byte
+//!   when it removes nothing, and the same output whatever the framing when it removes the
+//!   usage-only chunk; a break ends it with the API's error event.
 #![no_main]
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use abroute::DecisionRecord;
+use abroute_http::stream_tap::{StreamTap, error_event};
+use abroute_http::stream_usage::UsageReader;
 use abroute_http::{Api, SseScanner};
+use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
 
@@ -47,6 +59,55 @@ fn run(api: Api, frames: &[&[u8]], event: &mut Vec<u8>) -> (Vec<u8>, Option<usiz
     }
     out.extend_from_slice(fin.released);
     (out, at)
+}
+
+fn record() -> DecisionRecord {
+    serde_json::from_str(
+        r#"{"router":"r","route_id":"d","assigned_variant_id":"a","assigned_model_id":"m",
+          "served_variant_id":"a","served_model_id":"m","version":1,
+          "assignment":{"kind":"random","draw":"0000000000000001"},"attempts":[],"fail_open":false}"#,
+    )
+    .expect("a valid record")
+}
+
+/// Runs `frames` through a stream tap; its output (a break at the end when `fail`).
+fn tap(api: Api, suppress: bool, frames: &[&[u8]], fail: bool) -> Vec<u8> {
+    let observer = Arc::new(|_end: abroute_http::stream_tap::StreamEnd| {});
+    let mut t = StreamTap::new(
+        api,
+        suppress,
+        record(),
+        Duration::ZERO,
+        Arc::new(|| Duration::ZERO),
+        observer,
+    );
+    let mut out = Vec::new();
+    let mut drain = |t: &mut StreamTap, out: &mut Vec<u8>| {
+        while let Some(f) = t.pop() {
+            if let Some(d) = f.data_ref() {
+                out.extend_from_slice(d);
+            }
+        }
+    };
+    for f in frames {
+        t.push(Bytes::copy_from_slice(f));
+        drain(&mut t, &mut out);
+    }
+    if fail {
+        t.fail();
+    } else {
+        t.end();
+    }
+    drain(&mut t, &mut out);
+    out
+}
+
+fn usage(api: Api, frames: &[&[u8]]) -> abroute_http::stream_usage::StreamUsage {
+    let mut r = UsageReader::new(api);
+    for f in frames {
+        r.read(f);
+    }
+    r.usage()
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -96,4 +157,16 @@ fuzz_target!(|data: &[u8]| {
         assert!(event.ends_with(b"\n\n"), "the event ends with a blank line");
     }
     assert_eq!(without, stream, "bytes were lost, reordered or duplicated");
+
+    // Usage: the framing changes nothing.
+    assert_eq!(usage(api, &frames), usage(api, &[stream]), "usage depends on the framing");
+    // The tap: identity when it removes nothing; framing-independent when it does.
+    assert_eq!(tap(api, false, &frames, false), stream, "the tap changed the stream");
+    assert_eq!(
+        tap(api, true, &frames, false),
+        tap(api, true, &[stream], false),
+        "the removal depends on the framing"
+    );
+    let broken = tap(api, false, &frames, true);
+    assert!(broken.ends_with(error_event(api)), "a break ends with the error event");
 });

@@ -96,6 +96,10 @@ impl RouterHost for GatewayHost {
             }),
         }
     }
+
+    fn experiment(&self, name: &str) -> Option<serde_json::Value> {
+        crate::experiment::readout(name)
+    }
 }
 
 #[cfg(test)]

@@ -24,15 +24,18 @@
 
 pub mod check;
 pub mod config;
+pub mod experiment;
 pub mod explain;
 pub mod fleet;
 pub mod host;
 pub mod mock;
+pub mod report;
 pub mod routerfile;
 pub mod server;
 pub mod simulate;
 pub mod store;
 pub mod telemetry;
+pub mod token_metrics;
 pub mod upstream;
 pub mod watch;
 pub mod writer;

@@ -1,4 +1,5 @@
-//! `abroute`: the gateway (`serve`) and the config tools (`check`, `simulate`, `explain`).
+//! `abroute`: the gateway (`serve`), the config tools (`check`, `simulate`, `explain`) and the
+//! experiment readout of a running gateway (`report`).
 
 use std::io::IsTerminal;
 use std::net::SocketAddr;
@@ -7,7 +8,9 @@ use std::process::ExitCode;
 
 use abroute_gateway::config::{GatewayConfig, LogFormat, WatchConfig};
 use abroute_gateway::mock::{MockControl, MockServer};
-use abroute_gateway::{Gateway, StartOptions, check, explain, routerfile, simulate, telemetry};
+use abroute_gateway::{
+    Gateway, StartOptions, check, explain, report, routerfile, simulate, telemetry,
+};
 use clap::{Parser, Subcommand};
 
 /// mimalloc: the gateway allocates per request (bodies, headers, records); glibc's malloc spent
@@ -107,6 +110,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show a running gateway's experiment readout of one router: per route and arm, assigned
+    /// and served counts beside the weights, the sample-ratio test, failover and error rates,
+    /// latency and TTFT percentiles, tokens and cost per request (docs/experiments.md).
+    Report {
+        /// The router.
+        router: String,
+        /// The gateway's base URL.
+        #[arg(long, default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// An API key with read permission (else ABROUTE_API_KEY, if set).
+        #[arg(long)]
+        key: Option<String>,
+        /// Print the readout's JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Run only the built-in mock upstream (chat, messages, responses; SSE), e.g. to measure
     /// the gateway.
     Mock {
@@ -189,6 +208,32 @@ fn main() -> ExitCode {
                 print!("{}", explain::render(&out));
             }
             ExitCode::SUCCESS
+        }
+        Command::Report {
+            router,
+            url,
+            key,
+            json,
+        } => {
+            let runtime = match runtime() {
+                Ok(r) => r,
+                Err(code) => return code,
+            };
+            let key = key.or_else(|| std::env::var("ABROUTE_API_KEY").ok());
+            match runtime.block_on(report::fetch(&url, &router, key.as_deref())) {
+                Ok(v) if json => {
+                    println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Ok(v) => {
+                    print!("{}", report::render(&v));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("abroute report: {e}");
+                    ExitCode::FAILURE
+                }
+            }
         }
         Command::Mock { listen } => {
             let runtime = match runtime() {

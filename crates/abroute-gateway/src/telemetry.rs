@@ -7,7 +7,7 @@
 //! | `abroute_attempts_total` | counter | `router`, `route`, `variant` (of the attempt), `model`, `outcome` (`success`, `rate_limited`, `server_error`, `timeout`, `slow_first_token`, `client_error`) |
 //! | `abroute_attempt_duration_seconds` | histogram | `model`, `outcome` |
 //! | `abroute_failovers_total` | counter | `router`, `route`, `variant` (assigned), `model` (served) |
-//! | `abroute_input_tokens_total`, `abroute_output_tokens_total` | counter | `router`, `route`, `variant` (assigned), `served_variant`, `model` (served): the answer's `usage`, for non-streaming answers (read whole to merge `metadata`) |
+//! | `abroute_input_tokens_total`, `abroute_output_tokens_total` | counter | `router`, `route`, `variant` (assigned), `served_variant`, `model` (served): the answer's `usage` (non-streaming answers read whole to merge `metadata`; streams when they end) |
 //! | `abroute_ejections_total` | counter | `router`, `route`, `variant`, `model`: ejections of the model so far |
 //! | `abroute_model_ejected` | gauge | `model`: 1 while ejected |
 //! | `abroute_unrouted_requests_total` | counter | `status`: requests that named no router or were refused before routing |
@@ -17,6 +17,7 @@
 //! | `abroute_store_apply_seconds` | histogram | the time to apply one item of the store's watch |
 //! | `abroute_store_propagation_seconds` | histogram | a fleet's store change, from its commit (the store's clock) to served by this replica |
 //! | `abroute_store_resets_total` | counter | watch resets (the history after the replica's cursor was compacted) |
+//! | streams, cost, SRM | | see [`experiment`](crate::experiment) and docs/experiments.md |
 //!
 //! Request-level calls (a model that names no router, with `auto` or the router's keys in
 //! `extra_body`) are counted in the same metrics with `router="_request"` (which no router can be
@@ -26,11 +27,10 @@
 //! variants, model, status, latency and attempts (at `debug`, or `info` with
 //! `log.requests = true`).
 
-use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
@@ -62,6 +62,7 @@ pub fn prometheus() -> &'static PrometheusHandle {
         // metrics go there and `/metrics` shows only what this handle sees.
         let _ = metrics::set_global_recorder(recorder);
         describe();
+        crate::experiment::describe();
         handle
     })
 }
@@ -80,11 +81,11 @@ fn describe() {
     describe_counter!("abroute_attempts_total", "Upstream attempts, by outcome");
     describe_counter!(
         "abroute_input_tokens_total",
-        "Prompt tokens of answered requests (the answer's usage; non-streaming answers)"
+        "Prompt tokens of answered requests (the answer's usage)"
     );
     describe_counter!(
         "abroute_output_tokens_total",
-        "Generated tokens of answered requests (the answer's usage; non-streaming answers)"
+        "Generated tokens of answered requests (the answer's usage)"
     );
     describe_histogram!(
         "abroute_attempt_duration_seconds",
@@ -206,59 +207,6 @@ fn status_label(status: u16) -> &'static str {
     }
 }
 
-/// The label names of the token counters, in the order [`token_counters`] takes the values.
-const TOKEN_LABELS: [&str; 5] = ["router", "route", "variant", "served_variant", "model"];
-
-/// At most this many label sets keep cached counter handles; beyond, each request registers
-/// its counters again (correct, only slower).
-const MAX_CACHED_TOKEN_LABELS: usize = 10_000;
-
-/// The input and output token counters for these label values. Registering a counter clones
-/// its labels and looks the key up in the recorder; a request would pay that twice. The
-/// handles are cached by label set instead: one hash and an uncontended read lock. (A handle
-/// taken before [`prometheus`] installs the recorder would count nowhere; the gateway installs
-/// it at start, before any request.)
-fn token_counters(labels: [&str; 5]) -> [metrics::Counter; 2] {
-    use std::hash::BuildHasher;
-    type Cache = std::sync::RwLock<HashMap<u64, ([String; 5], [metrics::Counter; 2])>>;
-    static CACHE: OnceLock<Cache> = OnceLock::new();
-    let register = || {
-        let owned = labels.map(str::to_owned);
-        ["abroute_input_tokens_total", "abroute_output_tokens_total"].map(|name| {
-            let pairs: Vec<metrics::Label> = TOKEN_LABELS
-                .iter()
-                .zip(&owned)
-                .map(|(k, v)| metrics::Label::new(*k, v.clone()))
-                .collect();
-            metrics::counter!(name, pairs)
-        })
-    };
-    let cache = CACHE.get_or_init(Cache::default);
-    let key = rustc_hash::FxBuildHasher.hash_one(labels);
-    let read = cache
-        .read()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    match read.get(&key) {
-        Some((stored, counters)) if stored.iter().zip(labels).all(|(a, b)| a == b) => {
-            return counters.clone();
-        }
-        // Another label set with the same hash: registered each time, never cached.
-        Some(_) => return register(),
-        None => {}
-    }
-    drop(read);
-    let counters = register();
-    let mut write = cache
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    if write.len() < MAX_CACHED_TOKEN_LABELS {
-        write
-            .entry(key)
-            .or_insert_with(|| (labels.map(str::to_owned), counters.clone()));
-    }
-    counters
-}
-
 /// Records the metrics and the log line of one routed request; `usage` is the answer's token
 /// counts when the adapter read them ([`Usage`]).
 pub fn observe_routed(
@@ -311,18 +259,7 @@ pub fn observe_routed(
         .record(a.latency_ms as f64 / 1000.0);
     }
     let usage = usage.unwrap_or_default();
-    if usage.input_tokens.is_some() || usage.output_tokens.is_some() {
-        let labels = [
-            record.router.as_str(),
-            record.route_id.as_str(),
-            record.assigned_variant_id.as_str(),
-            served_variant,
-            model,
-        ];
-        let [input, output] = token_counters(labels);
-        input.increment(usage.input_tokens.unwrap_or(0));
-        output.increment(usage.output_tokens.unwrap_or(0));
-    }
+    crate::token_metrics::count_tokens(record, usage);
     let failover = record.served_model_id.is_some() && record.attempts.len() > 1;
     if failover {
         metrics::counter!(
@@ -373,12 +310,25 @@ pub fn observe_unrouted(status: u16) {
 pub struct Observe<S> {
     inner: S,
     log_info: bool,
+    /// Set: cost per arm and the SRM guard ([`crate::experiment`]).
+    engine: Option<Arc<Engine>>,
 }
 
 impl<S> Observe<S> {
     /// Observes `inner`; routed requests log at `info` when `log_info`, else at `debug`.
     pub fn new(inner: S, log_info: bool) -> Observe<S> {
-        Observe { inner, log_info }
+        Observe {
+            inner,
+            log_info,
+            engine: None,
+        }
+    }
+
+    /// Also counts each routed request's cost and its assignment for the SRM guard, from
+    /// `engine`'s catalog and routers.
+    pub fn experiment(mut self, engine: Arc<Engine>) -> Observe<S> {
+        self.engine = Some(engine);
+        self
     }
 }
 
@@ -399,12 +349,19 @@ where
         let start = Instant::now();
         let fut = self.inner.call(req);
         let log_info = self.log_info;
+        let engine = self.engine.clone();
         Box::pin(async move {
             let Ok(mut response) = fut.await;
             let status = response.status().as_u16();
             let usage = response.extensions().get::<Usage>().copied();
             match response.extensions_mut().remove::<DecisionRecord>() {
-                Some(record) => observe_routed(&record, usage, status, start.elapsed(), log_info),
+                Some(record) => {
+                    observe_routed(&record, usage, status, start.elapsed(), log_info);
+                    if let Some(engine) = &engine {
+                        let elapsed = start.elapsed();
+                        crate::experiment::observe_request(engine, &record, status, elapsed, usage);
+                    }
+                }
                 None => observe_unrouted(status),
             }
             Ok(response)
@@ -426,43 +383,4 @@ pub fn init_logging(config: &LogConfig) {
         LogFormat::Json => builder.json().flatten_event(true).try_init(),
         LogFormat::Text => builder.with_ansi(false).try_init(),
     };
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn token_counters_are_cached_per_label_set_and_add_up() {
-        // The recorder first, as the gateway installs it at start: handles taken before it
-        // would count nowhere.
-        let render = || prometheus().render();
-        render();
-        let a = ["tok-test", "r", "v", "v", "m"];
-        let b = ["tok-test", "r", "v", "w", "m"];
-        for _ in 0..3 {
-            let [input, output] = token_counters(a);
-            input.increment(10);
-            output.increment(2);
-        }
-        token_counters(b)[1].increment(5);
-        let text = render();
-        let line = |name: &str, served: &str| {
-            format!(
-                "{name}{{router=\"tok-test\",route=\"r\",variant=\"v\",served_variant=\"{served}\",model=\"m\"}}"
-            )
-        };
-        assert!(
-            text.contains(&format!("{} 30", line("abroute_input_tokens_total", "v"))),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("{} 6", line("abroute_output_tokens_total", "v"))),
-            "{text}"
-        );
-        assert!(
-            text.contains(&format!("{} 5", line("abroute_output_tokens_total", "w"))),
-            "{text}"
-        );
-    }
 }

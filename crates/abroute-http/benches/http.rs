@@ -23,6 +23,14 @@
 //! - `extract` and `serde_json-validate`: our one validating pass alone, beside serde_json's
 //!   validating pass (`IgnoredAny`), which builds nothing either.
 //!
+//! - `stream/…`: a streamed chat answer of 200 chunks (one frame each, split off one shared
+//!   buffer as hyper hands them over, plus the usage chunk and `[DONE]`): `pass-through` moves
+//!   the frames untouched (the baseline); `metadata-scanner` is the scanner that places the
+//!   metadata event (the peer: the per-frame work the layer already did); `usage-reader`
+//!   reads the usage from them;
+//!   `tap` is the whole stream tap (whole events, the usage, the injected usage chunk
+//!   removed, TTFT and the observer at the end).
+//!
 //! Run: `CARGO_TARGET_DIR=/work/target-http cargo bench -p abroute-http --bench http`.
 
 use std::hint::black_box;
@@ -231,5 +239,113 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// 200 chat chunks, the usage chunk and `[DONE]`, one frame each, off one shared buffer.
+fn chat_frames() -> Vec<bytes::Bytes> {
+    let mut text = String::new();
+    let mut ends = Vec::new();
+    for i in 0..200 {
+        text.push_str(&format!(
+            "data: {{\"id\":\"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT\",\"object\":\"chat.completion.chunk\",\"created\":1741570283,\"model\":\"gpt-4o-2024-08-06\",\"system_fingerprint\":\"fp_fc9f1d7035\",\"choices\":[{{\"index\":0,\"delta\":{{\"content\":\" word{i}\"}},\"logprobs\":null,\"finish_reason\":null}}],\"usage\":null}}\n\n"
+        ));
+        ends.push(text.len());
+    }
+    text.push_str("data: {\"id\":\"chatcmpl-B9MBs8CjcvOU2jLn4n570S5qMJKcT\",\"object\":\"chat.completion.chunk\",\"created\":1741570283,\"model\":\"gpt-4o-2024-08-06\",\"choices\":[],\"usage\":{\"prompt_tokens\":19,\"completion_tokens\":200,\"total_tokens\":219,\"prompt_tokens_details\":{\"cached_tokens\":0,\"audio_tokens\":0},\"completion_tokens_details\":{\"reasoning_tokens\":0,\"audio_tokens\":0,\"accepted_prediction_tokens\":0,\"rejected_prediction_tokens\":0}}}\n\n");
+    ends.push(text.len());
+    text.push_str("data: [DONE]\n\n");
+    ends.push(text.len());
+    let all = bytes::Bytes::from(text);
+    let mut from = 0;
+    ends.into_iter()
+        .map(|e| {
+            let f = all.slice(from..e);
+            from = e;
+            f
+        })
+        .collect()
+}
+
+fn stream_bench(c: &mut Criterion) {
+    use abroute_http::stream_tap::{StreamEnd, StreamTap};
+    use abroute_http::stream_usage::UsageReader;
+    use std::sync::Arc;
+    let frames = chat_frames();
+    let bytes: usize = frames.iter().map(|f| f.len()).sum();
+    let record: abroute::DecisionRecord = serde_json::from_str(
+        r#"{"router":"r","route_id":"d","assigned_variant_id":"a","assigned_model_id":"m",
+          "served_variant_id":"a","served_model_id":"m","version":1,
+          "assignment":{"kind":"random","draw":"0000000000000001"},"attempts":[],"fail_open":false}"#,
+    )
+    .expect("a valid record");
+    let observer = Arc::new(|end: StreamEnd| {
+        black_box(end.usage);
+    });
+    let clock: Arc<dyn abroute_http::Clock> = Arc::new(|| Duration::from_millis(1));
+    let mut group = c.benchmark_group("stream");
+    group.throughput(Throughput::Elements(frames.len() as u64));
+    eprintln!("stream: {} frames, {bytes} bytes", frames.len());
+    group.bench_function("pass-through/200", |b| {
+        b.iter_batched(
+            || frames.clone(),
+            |frames| {
+                let mut n = 0;
+                for f in frames {
+                    n += black_box(http_body::Frame::data(f))
+                        .data_ref()
+                        .map_or(0, |d| d.len());
+                }
+                n
+            },
+            criterion::BatchSize::SmallInput,
+        );
+    });
+    group.bench_function("metadata-scanner/200", |b| {
+        b.iter(|| {
+            let mut sc = abroute_http::SseScanner::new(Api::ChatCompletions);
+            let mut n = 0;
+            for f in &frames {
+                n += sc.scan(black_box(f)).emit;
+            }
+            n
+        });
+    });
+    group.bench_function("usage-reader/200", |b| {
+        b.iter(|| {
+            let mut r = UsageReader::new(Api::ChatCompletions);
+            for f in &frames {
+                r.read(black_box(f));
+            }
+            r.usage()
+        });
+    });
+    group.bench_function("tap/200", |b| {
+        b.iter_batched(
+            || {
+                let tap = StreamTap::new(
+                    Api::ChatCompletions,
+                    true,
+                    record.clone(),
+                    Duration::ZERO,
+                    clock.clone(),
+                    observer.clone(),
+                );
+                (tap, frames.clone())
+            },
+            |(mut tap, frames)| {
+                let mut n = 0;
+                for f in frames {
+                    tap.push(f);
+                    while let Some(out) = tap.pop() {
+                        n += black_box(out).data_ref().map_or(0, |d| d.len());
+                    }
+                }
+                tap.end();
+                n
+            },
+            criterion::BatchSize::SmallInput,
+        );
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, stream_bench);
 criterion_main!(benches);

@@ -21,10 +21,12 @@ use crate::attempts::{Failed, Peeked, Served};
 use crate::body::AbrouteBody;
 use crate::error::ApiError;
 use crate::extract::Api;
+use crate::include_usage::UsageAsk;
 use crate::options::LayerOptions;
 use crate::plan::Plan;
 use crate::response::{Usage, merge_metadata_and_usage, metadata_value};
 use crate::stream::{MetadataTap, is_event_stream};
+use crate::stream_tap::StreamTap;
 use crate::time::Clock;
 
 /// An error answered by the layer itself.
@@ -48,6 +50,7 @@ pub(crate) fn served<P: Plan, B>(
         peeked,
         latency,
         now,
+        usage_ask,
     } = served;
     let (mut head, body) = response.into_parts();
     // Built once: for the merged metadata and for the response extension.
@@ -80,12 +83,27 @@ pub(crate) fn served<P: Plan, B>(
     };
     // An event stream gets the metadata as one more event (see `stream`), written when the
     // stream ends; its length changes.
-    let body = if options.get_merge_metadata() && is_event_stream(&head.headers) {
-        head.headers.remove(CONTENT_LENGTH);
-        let rec = record.get_or_insert_with(|| plan.record()).clone();
-        body.with_tap(MetadataTap::new(api, rec, start, clock()))
-    } else {
-        body
+    let observer = options.get_stream_observer();
+    let tapped = options.get_merge_metadata() || observer.is_some();
+    let clock = (tapped && is_event_stream(&head.headers)).then(clock);
+    let body = match &clock {
+        Some(clock) if options.get_merge_metadata() => {
+            head.headers.remove(CONTENT_LENGTH);
+            let rec = record.get_or_insert_with(|| plan.record()).clone();
+            body.with_tap(MetadataTap::new(api, rec, start, clock.clone()))
+        }
+        _ => body,
+    };
+    // A host that observes streams gets each routed one through the stream tap.
+    let body = match (&clock, observer) {
+        (Some(clock), Some(observer)) => {
+            head.headers.remove(CONTENT_LENGTH);
+            let rec = record.get_or_insert_with(|| plan.record()).clone();
+            let suppress = usage_ask == UsageAsk::Injected;
+            let tap = StreamTap::new(api, suppress, rec, start, clock.clone(), observer.clone());
+            body.with_stream_tap(tap)
+        }
+        _ => body,
     };
     let mut response = with_decision(Response::from_parts(head, body), plan, &attempt, false);
     if options.get_record_extension() {

@@ -21,7 +21,8 @@ use http_body::{Body, Frame};
 use tower::Service;
 
 use crate::error::BoxError;
-use crate::extract::Extracted;
+use crate::extract::{Api, Extracted};
+use crate::include_usage::{UsageAsk, ask_for_usage};
 use crate::options::RouterOptions;
 use crate::plan::{Plan, UpstreamAttempt};
 use crate::rewrite::rewrite;
@@ -49,6 +50,8 @@ pub(crate) struct Limits {
     pub(crate) read_all: bool,
     /// The most bytes of an answer read whole.
     pub(crate) max_read: usize,
+    /// Ask a chat-completions upstream for a stream's usage ([`crate::include_usage`]).
+    pub(crate) ask_usage: bool,
 }
 
 impl Limits {
@@ -97,6 +100,8 @@ pub(crate) struct Served<A, B> {
     pub(crate) latency: Duration,
     /// When the attempt ended.
     pub(crate) now: Duration,
+    /// Whether the body asked for the stream's usage, and who did.
+    pub(crate) usage_ask: UsageAsk,
 }
 
 /// Every attempt failed.
@@ -155,14 +160,19 @@ where
     let mut timeouts = 0usize;
     let mut last_response = None;
     let mut last_attempt = None;
+    let ask_usage = limits.ask_usage && ex.is_stream() && ex.api() == Api::ChatCompletions;
+    let mut usage_ask = UsageAsk::Untouched;
     while let Some(attempt) = plan.next_attempt() {
         let info = plan.upstream(&attempt, tried);
-        let out = rewrite(
+        let mut out = rewrite(
             ex,
             &plan
                 .settings(&attempt)
                 .rewrite(options.body_model(&info.model_id), options.get_precedence()),
         );
+        if ask_usage {
+            usage_ask = ask_for_usage(&mut out);
+        }
         tried += 1;
         last_attempt = Some(attempt);
         let req = attempt_request(parts, out, info);
@@ -212,6 +222,7 @@ where
             peeked,
             latency,
             now,
+            usage_ask,
         });
     }
     Attempted::Failed(Failed {

@@ -10,6 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::error::BoxError;
 use crate::stream::MetadataTap;
+use crate::stream_tap::StreamTap;
 
 /// A body that is one `Bytes` (or nothing): what the management API and error responses use.
 #[derive(Debug, Clone, Default)]
@@ -55,6 +56,8 @@ impl Body for Full {
 #[derive(Debug)]
 pub struct AbrouteBody<B> {
     kind: Kind<B>,
+    /// Set for a routed event stream the host observes (see [`stream_tap`](crate::stream_tap)).
+    stream: Option<Box<StreamTap>>,
 }
 
 #[derive(Debug)]
@@ -74,6 +77,7 @@ impl<B> AbrouteBody<B> {
     pub fn full(bytes: Bytes) -> AbrouteBody<B> {
         AbrouteBody {
             kind: Kind::Full((!bytes.is_empty()).then_some(bytes)),
+            stream: None,
         }
     }
 
@@ -96,6 +100,7 @@ impl<B> AbrouteBody<B> {
                 inner,
                 tap: None,
             },
+            stream: None,
         }
     }
 
@@ -105,6 +110,51 @@ impl<B> AbrouteBody<B> {
             *tap = Some(with);
         }
         self
+    }
+
+    /// This body passed through the stream tap `tap` (after the metadata tap, if any).
+    pub(crate) fn with_stream_tap(mut self, tap: Box<StreamTap>) -> AbrouteBody<B> {
+        self.stream = Some(tap);
+        self
+    }
+}
+
+impl<B> AbrouteBody<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    /// The body through its stream tap: whole events, and a clean end after a failure.
+    fn poll_tapped(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        loop {
+            let Some(tap) = self.stream.as_mut() else {
+                return Poll::Ready(None);
+            };
+            if let Some(f) = tap.pop() {
+                return Poll::Ready(Some(Ok(f)));
+            }
+            if tap.ended() {
+                return Poll::Ready(None);
+            }
+            let next = match poll_kind(&mut self.kind, cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(next) => next,
+            };
+            let Some(tap) = self.stream.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match next {
+                None => tap.end(),
+                Some(Err(_)) => tap.fail(),
+                Some(Ok(frame)) => match frame.into_data() {
+                    Ok(data) => tap.push(data),
+                    Err(trailers) => tap.trailers(trailers),
+                },
+            }
+        }
     }
 }
 
@@ -120,7 +170,42 @@ where
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        match &mut self.kind {
+        if self.stream.is_some() {
+            return self.poll_tapped(cx);
+        }
+        poll_kind(&mut self.kind, cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        if let Some(tap) = &self.stream {
+            return tap.drained();
+        }
+        self.kind_is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let h = self.kind_size_hint();
+        if self.stream.is_some() {
+            // The tap may remove an event or add the error event: no upper bound.
+            let mut out = SizeHint::new();
+            out.set_lower(0);
+            return out;
+        }
+        h
+    }
+}
+
+/// The body's frames before the stream tap.
+fn poll_kind<B>(
+    kind: &mut Kind<B>,
+    cx: &mut Context<'_>,
+) -> Poll<Option<Result<Frame<Bytes>, BoxError>>>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    {
+        match kind {
             Kind::Full(bytes) => Poll::Ready(bytes.take().map(|b| Ok(Frame::data(b)))),
             Kind::Inner {
                 buffered,
@@ -172,8 +257,10 @@ where
             }
         }
     }
+}
 
-    fn is_end_stream(&self) -> bool {
+impl<B: Body> AbrouteBody<B> {
+    fn kind_is_end_stream(&self) -> bool {
         match &self.kind {
             Kind::Full(b) => b.is_none(),
             Kind::Inner { tap: Some(tap), .. } => tap.drained(),
@@ -186,7 +273,7 @@ where
         }
     }
 
-    fn size_hint(&self) -> SizeHint {
+    fn kind_size_hint(&self) -> SizeHint {
         match &self.kind {
             Kind::Full(b) => SizeHint::with_exact(b.as_ref().map_or(0, |b| b.len() as u64)),
             Kind::Inner {

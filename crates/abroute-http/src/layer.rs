@@ -338,6 +338,7 @@ where
         deadline: Limits::deadline(layer.get_attempt_timeout(), request.ttft, stream),
         read_all: layer.get_merge_metadata() && !stream,
         max_read: opts.get_max_body_bytes(),
+        ask_usage: layer.get_stream_observer().is_some(),
     };
     let walk = Walk {
         parts: &parts,

@@ -67,6 +67,7 @@ pub mod auth;
 mod body;
 pub mod error;
 pub mod extract;
+pub mod include_usage;
 mod intake;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
@@ -85,6 +86,8 @@ pub mod response;
 pub mod rewrite;
 mod route;
 pub mod stream;
+pub mod stream_tap;
+pub mod stream_usage;
 pub mod template;
 mod time;
 

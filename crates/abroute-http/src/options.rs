@@ -124,6 +124,17 @@ pub struct LayerOptions {
     merge_metadata: bool,
     record_extension: bool,
     attempt_timeout: Option<Duration>,
+    stream_observer: Option<ObserverSlot>,
+}
+
+/// The observer of routed event streams (a newtype for `Debug`).
+#[derive(Clone)]
+struct ObserverSlot(std::sync::Arc<dyn crate::stream_tap::StreamObserver>);
+
+impl std::fmt::Debug for ObserverSlot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StreamObserver")
+    }
 }
 
 impl LayerOptions {
@@ -151,6 +162,25 @@ impl LayerOptions {
     pub fn attempt_timeout(mut self, timeout: Duration) -> LayerOptions {
         self.attempt_timeout = Some(timeout);
         self
+    }
+
+    /// Pass every routed event stream through a [`StreamTap`](crate::stream_tap::StreamTap)
+    /// and tell `observer` about it when it ends (usage, time to first token, duration, how it
+    /// ended). Also asks chat-completions upstreams for the stream's usage
+    /// ([`include_usage`](crate::include_usage)).
+    pub fn stream_observer(
+        mut self,
+        observer: std::sync::Arc<dyn crate::stream_tap::StreamObserver>,
+    ) -> LayerOptions {
+        self.stream_observer = Some(ObserverSlot(observer));
+        self
+    }
+
+    /// The stream observer, if set.
+    pub fn get_stream_observer(
+        &self,
+    ) -> Option<&std::sync::Arc<dyn crate::stream_tap::StreamObserver>> {
+        self.stream_observer.as_ref().map(|s| &s.0)
     }
 
     /// Whether metadata is merged.

@@ -185,3 +185,59 @@ fn no_allocation_per_frame() {
         "{allocations} allocations, {cut} frames cut"
     );
 }
+
+/// With a stream observer, the stream tap (whole events only, the usage read as it passes)
+/// allocates nothing while the body is polled, end included: over the whole stream, cut at
+/// every offset, the counter does not move, and the usage chunk the layer asked for is
+/// removed.
+#[test]
+fn the_stream_tap_allocates_nothing_per_frame() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let mut stream = chat_stream();
+    let usage = "data: {\"id\":\"chatcmpl-a\",\"object\":\"chat.completion.chunk\",\"created\":1,\"model\":\"m\",\"choices\":[],\"usage\":{\"prompt_tokens\":7,\"completion_tokens\":4000}}\n\n";
+    let done = stream.len() - "data: [DONE]\n\n".len();
+    let client_sees = stream.clone();
+    stream.insert_str(done, usage);
+    let mut buf = BytesMut::from(stream.as_bytes());
+    let mut frames = VecDeque::new();
+    while !buf.is_empty() {
+        frames.push_back(buf.split_to(STRIDE.min(buf.len())).freeze());
+    }
+    let output_tokens = std::sync::Arc::new(AtomicU64::new(0));
+    let seen = output_tokens.clone();
+    let observer = std::sync::Arc::new(move |end: abroute_http::stream_tap::StreamEnd| {
+        seen.store(end.usage.output_tokens.unwrap_or(0), Ordering::Relaxed);
+    });
+    let engine = engine_with(&[FAILOVER]);
+    let mut svc = AbrouteLayer::new(engine)
+        .layer_options(LayerOptions::new().stream_observer(observer))
+        .clock(|| Duration::from_millis(1))
+        .layer(Upstream(std::sync::Arc::new(std::sync::Mutex::new(Some(
+            frames,
+        )))));
+    let body = r#"{"model":"inworld/fo","stream":true,"user":"u-1","messages":[]}"#;
+    let req: Request<Full> = post("/v1/chat/completions", body);
+    let response = block_on(svc.call(req)).unwrap_or_else(|e| match e {});
+    let mut body = pin!(response.into_body());
+    let mut out: Vec<u8> = Vec::with_capacity(stream.len() * 2);
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    let before = allocations();
+    let mut polls = 0usize;
+    // Bounded: at most one poll a byte.
+    while polls <= stream.len() {
+        polls += 1;
+        match body.as_mut().poll_frame(&mut cx) {
+            Poll::Ready(Some(f)) => {
+                if let Some(d) = f.unwrap().data_ref() {
+                    out.extend_from_slice(d);
+                }
+            }
+            Poll::Ready(None) => break,
+            Poll::Pending => panic!("the test body never waits"),
+        }
+    }
+    let after = allocations();
+    assert_eq!(after - before, 0, "allocations while the body was polled");
+    assert_eq!(std::str::from_utf8(&out).unwrap(), client_sees);
+    assert_eq!(output_tokens.load(Ordering::Relaxed), 4000);
+}

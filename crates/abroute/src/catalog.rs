@@ -173,6 +173,10 @@ pub struct Pricing {
     pub input: Price,
     /// Per million output (completion) tokens.
     pub output: Price,
+    /// Per million prompt tokens read from the provider's cache, when the provider prices
+    /// them apart; absent, cached tokens cost the input price.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cached_input: Option<Price>,
 }
 
 /// The weight of the input price in [`Pricing::blended`].

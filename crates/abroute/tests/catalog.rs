@@ -261,6 +261,7 @@ fn insert_remove_extend_and_lookups() {
     groq.price = Some(Pricing {
         input: Price::from_usd(0.15).unwrap(),
         output: Price::from_usd(0.75).unwrap(),
+        cached_input: None,
     });
     assert_eq!(catalog.insert(groq.clone()).unwrap(), None);
     let serving: Vec<&str> = catalog

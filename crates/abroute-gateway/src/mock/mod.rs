@@ -23,7 +23,6 @@
 //! `GET /v1/models` lists one model, `mock`; `GET /healthz` answers `ok`; any other `GET` is 405.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -66,6 +65,8 @@ pub struct Behaviour {
     pub first_token_delay: Duration,
     /// In a stream, wait this long between tokens.
     pub token_interval: Duration,
+    /// In a stream, fail the body (a reset) after this many frames (0: never).
+    pub reset_after: usize,
 }
 
 impl Behaviour {
@@ -106,6 +107,12 @@ impl Behaviour {
         }
     }
 
+    /// This behaviour, with the stream's body failing after `frames` frames.
+    pub fn with_reset_after(mut self, frames: usize) -> Behaviour {
+        self.reset_after = frames;
+        self
+    }
+
     /// This behaviour, with `interval` between stream tokens.
     pub fn with_token_interval(mut self, interval: Duration) -> Behaviour {
         self.token_interval = interval;
@@ -131,6 +138,7 @@ struct ControlInner {
     capture: AtomicBool,
     seen: Mutex<Vec<SeenRequest>>,
     ids: AtomicU64,
+    cancelled: AtomicU64,
 }
 
 /// Scripts the mock, and counts what it received. Clones share the same state.
@@ -171,6 +179,11 @@ impl MockControl {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clear();
+    }
+
+    /// How many streams stopped because their caller went away.
+    pub fn cancelled(&self) -> u64 {
+        self.inner.cancelled.load(Ordering::Relaxed)
     }
 
     /// How many requests named `model`.
@@ -225,18 +238,18 @@ impl MockControl {
 
 /// A body fed by a channel: frames go out as they are sent.
 struct ChannelBody {
-    rx: mpsc::Receiver<Bytes>,
+    rx: mpsc::Receiver<Result<Bytes, std::io::Error>>,
 }
 
 impl http_body::Body for ChannelBody {
     type Data = Bytes;
-    type Error = Infallible;
+    type Error = std::io::Error;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        self.rx.poll_recv(cx).map(|b| b.map(|b| Ok(Frame::data(b))))
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        self.rx.poll_recv(cx).map(|b| b.map(|b| b.map(Frame::data)))
     }
 }
 
@@ -310,7 +323,8 @@ async fn handle(State(control): State<MockControl>, req: Request<Body>) -> Respo
     }
     let n = control.inner.ids.fetch_add(1, Ordering::Relaxed);
     let (frames, content_type) = reply::answer(api, n, &model, &bytes, &request);
-    let body = if b.first_token_delay.is_zero() && b.token_interval.is_zero() {
+    let streamed = !(b.first_token_delay.is_zero() && b.token_interval.is_zero());
+    let body = if !streamed && b.reset_after == 0 {
         if frames.len() == 1 {
             Body::from(frames.into_iter().next().unwrap_or_default())
         } else {
@@ -318,13 +332,21 @@ async fn handle(State(control): State<MockControl>, req: Request<Body>) -> Respo
         }
     } else {
         let (tx, rx) = mpsc::channel(frames.len().max(1));
+        let cancelled = Arc::clone(&control.inner);
         tokio::spawn(async move {
             tokio::time::sleep(b.first_token_delay).await;
             for (i, f) in frames.into_iter().enumerate() {
                 if i > 0 && !b.token_interval.is_zero() {
                     tokio::time::sleep(b.token_interval).await;
                 }
-                if tx.send(f).await.is_err() {
+                if b.reset_after > 0 && i == b.reset_after {
+                    let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+                    let _ = tx.send(Err(reset)).await;
+                    return;
+                }
+                if tx.send(Ok(f)).await.is_err() {
+                    // The caller went away: the stream stops here.
+                    cancelled.cancelled.fetch_add(1, Ordering::Relaxed);
                     return;
                 }
             }

@@ -462,7 +462,10 @@ fn chat_layer(
     let layer_options = LayerOptions::new()
         .merge_metadata(config.routing.merge_metadata)
         .record_extension(true)
-        .attempt_timeout(config.limits.attempt_timeout);
+        .attempt_timeout(config.limits.attempt_timeout)
+        .stream_observer(Arc::new(crate::experiment::StreamMetrics::new(Arc::clone(
+            engine,
+        ))));
     let mut router_options = RouterOptions::new()
         .model_prefix(config.routing.model_prefix.clone())
         .max_body_bytes(config.limits.max_body_bytes)
@@ -479,7 +482,7 @@ fn chat_layer(
         layer = layer.keys(k.clone());
     }
     let layer = layer.timer(TokioTimer);
-    Observe::new(layer.layer(upstream), config.log.requests)
+    Observe::new(layer.layer(upstream), config.log.requests).experiment(Arc::clone(engine))
 }
 
 /// A listener bound and served.

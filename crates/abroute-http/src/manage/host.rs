@@ -155,6 +155,15 @@ pub trait RouterHost: Send + Sync + 'static {
     /// Makes `change` durable (if the host persists) and live, all or nothing; resolves once
     /// the engine serves it. The expectation is checked atomically with the change.
     fn commit(&self, change: RouterChange) -> CommitFuture<'_>;
+
+    /// The experiment readout of router `name` (bare), for
+    /// `GET /router/v1/routers/{name}/experiment`: what the host booked of its traffic
+    /// (assigned and served counts per arm, the sample-ratio test, rates, latencies, cost).
+    /// `None` (the default): the host keeps none, and the API answers 404.
+    fn experiment(&self, name: &str) -> Option<serde_json::Value> {
+        let _ = name;
+        None
+    }
 }
 
 /// A [`RouterHost`] that applies changes straight to an engine, with no persistence: for hosts

@@ -330,6 +330,8 @@ const FIELDS: [(&str, &str); 4] = [
 enum Target<'p> {
     Collection,
     Router(&'p str),
+    /// `/routers/{name}/experiment`: the host's experiment readout.
+    Experiment(&'p str),
     Other,
 }
 
@@ -392,6 +394,12 @@ impl ManagementApi {
             Some(name) => {
                 let name = name.strip_suffix('/').unwrap_or(name);
                 let name = name.strip_prefix("routers/").unwrap_or(name);
+                if let Some(router) = name.strip_suffix("/experiment")
+                    && !router.is_empty()
+                    && !router.contains('/')
+                {
+                    return Target::Experiment(router);
+                }
                 if name.is_empty() || name.contains('/') {
                     Target::Other
                 } else {
@@ -450,10 +458,36 @@ impl ManagementApi {
                 Method::DELETE => self.delete(req).await,
                 _ => method_not_allowed("GET, PATCH, DELETE"),
             },
+            Target::Experiment(name) => match *req.method() {
+                Method::GET => answer(self.try_experiment(&req, name)),
+                _ => method_not_allowed("GET"),
+            },
             Target::Other => {
                 MgmtError::new(StatusCode::NOT_FOUND, "NOT_FOUND", "no such resource").response()
             }
         }
+    }
+
+    /// `GET /router/v1/routers/{name}/experiment` (read permission): the host's experiment
+    /// readout of the router ([`RouterHost::experiment`]); 404 for an unknown router, or a
+    /// host that keeps none.
+    fn try_experiment(
+        &self,
+        req: &Request<Bytes>,
+        name: &str,
+    ) -> Result<Response<Bytes>, MgmtError> {
+        self.authorize(req, Permission::Read)?;
+        if self.engine.load().router(name).is_none() {
+            return Err(MgmtError::not_found(name));
+        }
+        let value = self.host.experiment(name).ok_or_else(|| {
+            MgmtError::new(
+                StatusCode::NOT_FOUND,
+                "NOT_FOUND",
+                format!("no experiment readout of router {name:?} here: no request was booked yet, or the host keeps none"),
+            )
+        })?;
+        Ok(json_response(StatusCode::OK, &value))
     }
 
     /// `POST /router/v1/routers`: creates the router in the body (409 if it exists).
