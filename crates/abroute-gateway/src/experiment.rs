@@ -457,6 +457,8 @@ pub fn observe_request(
             let hash = u64::from_str_radix(key_hash, 16).unwrap_or(0);
             book.counter.assign_sticky(hash, arm);
         }
+        // A request-level pick (no router) has no weights to be tested against.
+        AssignmentRecord::Request => return,
     }
     let total = book.counter.total();
     // The test costs O(√n) terms: run on every assignment up to the alarm threshold, then

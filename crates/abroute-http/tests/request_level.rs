@@ -120,6 +120,7 @@ fn priced(id: &str, input: f64, output: f64) -> ModelInfo {
     m.price = Some(Pricing {
         input: Price::from_usd(input).unwrap(),
         output: Price::from_usd(output).unwrap(),
+        cached_input: None,
     });
     m
 }
