@@ -57,6 +57,9 @@ use std::fmt;
 use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 mod proposals;
+mod slots;
+
+use slots::Slots;
 
 /// log2 of [`STICKY_SLOTS`]: a key's bucket is the top 16 bits of its hash.
 pub const STICKY_SLOT_BITS: u32 = 16;
@@ -656,15 +659,12 @@ fn finish(
 /// returned by its methods refer to the order of that list. Reordering the list, or changing
 /// anything but the ids and weights, changes no assignment (only the indices that name them).
 /// Immutable and cheap to share; costs `STICKY_SLOTS · ⌈log2 n⌉` bits rounded up to 1, 2, 4, 8
-/// or 16 bits a slot (8 KiB for 2 variants, 64 KiB up to 256) plus about 64 bytes a variant.
+/// or 16 bits a slot (8 KiB for 2 variants, 64 KiB up to 256), except 3 variants, packed base
+/// 3 in 12.8 KiB, plus about 80 bytes a variant.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StickyTable {
-    /// Slot → variant index, `1 << width_log2` bits each, little-endian within each `u64`.
-    packed: Box<[u64]>,
-    /// log2 of the bits per slot: 0, 1, 2, 3 or 4.
-    width_log2: u32,
-    /// `(1 << (1 << width_log2)) − 1`.
-    mask: u64,
+    /// Slot → variant index, packed.
+    slots: Slots,
     /// XXH3-64 of the salt: the seed of the key hash.
     salt_seed: u64,
     variants: Box<[VariantKey]>,
@@ -676,7 +676,7 @@ impl fmt::Debug for StickyTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StickyTable")
             .field("variants", &self.variants.len())
-            .field("bits_per_slot", &(1u32 << self.width_log2))
+            .field("bits_per_slot", &self.slots.bits_per_slot())
             .field("slot_counts", &self.slot_counts)
             .finish_non_exhaustive()
     }
@@ -759,23 +759,8 @@ impl StickyTable {
         let quota = quotas(&keys, total);
         let owner = assign_slots(&keys, &quota);
 
-        let width_log2 = match n {
-            0..=2 => 0,
-            3..=4 => 1,
-            5..=16 => 2,
-            17..=256 => 3,
-            _ => 4,
-        };
-        let width = 1usize << width_log2;
-        let mut packed = vec![0u64; STICKY_SLOTS * width / 64];
-        for (slot, &o) in owner.iter().enumerate() {
-            let bit = slot << width_log2;
-            packed[bit / 64] |= u64::from(o) << (bit % 64);
-        }
         Ok(StickyTable {
-            packed: packed.into_boxed_slice(),
-            width_log2,
-            mask: (1u64 << width) - 1,
+            slots: Slots::pack(&owner, n),
             salt_seed,
             variants: keys.into_boxed_slice(),
             slot_counts: quota.into_boxed_slice(),
@@ -862,10 +847,7 @@ impl StickyTable {
     /// The owner of a bucket below [`STICKY_SLOTS`].
     #[inline]
     fn owner(&self, bucket: u32) -> u32 {
-        let bit = (bucket as usize & (STICKY_SLOTS - 1)) << self.width_log2;
-        // bit < STICKY_SLOTS · width, so bit / 64 < packed.len().
-        let word = self.packed[bit >> 6];
-        ((word >> (bit & 63)) & self.mask) as u32
+        self.slots.owner(bucket)
     }
 
     /// The fallback order for a sticky key: every other variant with a positive weight, each
