@@ -28,6 +28,7 @@ pub mod explain;
 pub mod fleet;
 pub mod host;
 pub mod mock;
+pub mod parallel_load;
 pub mod routerfile;
 pub mod server;
 pub mod simulate;

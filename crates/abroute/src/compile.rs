@@ -14,8 +14,8 @@
 //! and observed metrics), so that a router swapped for a new version keeps its models' health
 //! and reuses what did not change.
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use once_cell::race::OnceBox;
 

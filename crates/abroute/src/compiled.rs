@@ -26,8 +26,8 @@
 //! assert_eq!(targets, ["openai/gpt-4o-mini", "openai/gpt-4.1"]);
 //! ```
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use once_cell::race::OnceBox;
 use std::time::Duration;

@@ -121,7 +121,11 @@ mod tests {
                 .collect();
             let slots = Slots::pack(&owner, variants);
             for (s, &o) in owner.iter().enumerate() {
-                assert_eq!(slots.owner(s as u32), u32::from(o), "{variants} variants, slot {s}");
+                assert_eq!(
+                    slots.owner(s as u32),
+                    u32::from(o),
+                    "{variants} variants, slot {s}"
+                );
             }
         }
     }
