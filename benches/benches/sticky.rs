@@ -1,7 +1,8 @@
 //! `sticky`: one sticky assignment of a 36-byte key (a UUID in text form), hashing included,
 //! abroute's `StickyTable` beside GrowthBook-style FNV-1a(32) + contiguous range scan and
 //! TensorZero-style SHA-256 + cumulative scan, for 2 to 4,096 variants. `xxh3-only` is the key
-//! hash alone (the floor of abroute's line). `sticky_build` is the cost of compiling a table.
+//! hash alone (the floor of abroute's line). `sticky_build` is the cost of compiling a table, beside the first builder (`race`,
+//! `StickyTable::new_by_race`) up to 16 variants.
 //!
 //! Every line cycles through the same 4,096 pre-generated keys, so each iteration hashes a
 //! different key (as a gateway would) while the key bytes stay in cache.
@@ -20,7 +21,7 @@ use criterion::{
 const SIZES: [usize; 5] = [2, 3, 16, 256, 4096];
 
 /// The variant counts of the build group.
-const BUILD_SIZES: [usize; 5] = [2, 16, 64, 256, 4096];
+const BUILD_SIZES: [usize; 6] = [2, 3, 16, 64, 256, 4096];
 
 /// The salt every table uses: the seed router's name, a NUL, and its route id.
 const SALT: &str = "compare-frontier-models\0default";
@@ -93,6 +94,14 @@ fn sticky_build(c: &mut Criterion) {
         group.bench_function(BenchmarkId::new("abroute", n), |b| {
             b.iter(|| StickyTable::new(SALT.as_bytes(), black_box(&variants)).map(|t| t.len()));
         });
+        // The first builder, the reference of the differential test: the same tables.
+        if n <= 16 {
+            group.bench_function(BenchmarkId::new("race", n), |b| {
+                b.iter(|| {
+                    StickyTable::new_by_race(SALT.as_bytes(), black_box(&variants)).map(|t| t.len())
+                });
+            });
+        }
     }
     group.finish();
 }

@@ -30,6 +30,7 @@ pub mod fleet;
 pub mod host;
 pub mod mock;
 pub mod report;
+pub mod parallel_load;
 pub mod routerfile;
 pub mod server;
 pub mod simulate;

@@ -13,7 +13,7 @@
 //!
 //! | job | from | does |
 //! |---|---|---|
-//! | [`replace_all`](EngineWriter::replace_all) | the start | `Engine::replace_all` with the stored routers |
+//! | [`replace_all`](EngineWriter::replace_all) | the start | `Engine::replace_all` with the stored routers, compiled on every core ([`parallel_load`](crate::parallel_load)) |
 //! | [`apply`](EngineWriter::apply) | the watched directory, the seed | one `Engine::apply` batch |
 //! | [`refresh`](EngineWriter::refresh) | the refresh timer | `Engine::refresh` |
 //! | [`remove`](EngineWriter::remove) | any host | `Engine::remove` |
@@ -229,7 +229,8 @@ async fn run(engine: Arc<Engine>, store: Arc<dyn RouterStore>, mut queue: mpsc::
         // A reply nobody waits for any more (the source went away) is dropped; the write stands.
         match job {
             Job::ReplaceAll { routers, reply } => {
-                if let Some(r) = compiling(&engine, move |e| e.replace_all(routers)).await {
+                let load = move |e: &Engine| crate::parallel_load::replace_all(e, routers);
+                if let Some(r) = compiling(&engine, load).await {
                     let _ = reply.send(r);
                 }
             }

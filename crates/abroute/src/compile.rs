@@ -14,8 +14,10 @@
 //! and observed metrics), so that a router swapped for a new version keeps its models' health
 //! and reuses what did not change.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::sync::{Arc, OnceLock};
+
+use once_cell::race::OnceBox;
 
 use rustc_hash::FxHashMap;
 
@@ -381,7 +383,7 @@ impl CompiledRoute {
             across_variants: route.failover.as_ref().is_some_and(|f| f.across_variants),
             salt_seed: salt_seed(&salt),
             salt,
-            sticky: OnceLock::new(),
+            sticky: OnceBox::new(),
         })
     }
 }
@@ -492,7 +494,7 @@ impl CompiledRouter {
         for route in self.routes() {
             let _ = route
                 .sticky
-                .get_or_init(|| registries.sticky.table_for(route));
+                .get_or_init(|| Box::new(registries.sticky.table_for(route)));
         }
     }
 }

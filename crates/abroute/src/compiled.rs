@@ -26,8 +26,10 @@
 //! assert_eq!(targets, ["openai/gpt-4o-mini", "openai/gpt-4.1"]);
 //! ```
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+
+use once_cell::race::OnceBox;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -184,7 +186,7 @@ pub struct CompiledRoute {
     pub(crate) salt_seed: u64,
     /// Built on first need (or by [`CompiledRouter::prepare`]); `None` past
     /// [`MAX_STICKY_VARIANTS`], where sticky keys are hashed into the alias table instead.
-    pub(crate) sticky: OnceLock<Option<Arc<StickyTable>>>,
+    pub(crate) sticky: OnceBox<Option<Arc<StickyTable>>>,
 }
 
 impl CompiledRoute {
@@ -199,13 +201,14 @@ impl CompiledRoute {
     /// [`MAX_STICKY_VARIANTS`] variants, whose sticky keys are hashed into the alias table.
     ///
     /// A first use builds outside any lock: callers that race each build a table (the same one)
-    /// and the first stored is kept, so no request waits on another's build.
+    /// and the first stored by a compare-and-swap is kept, so no request waits on another's
+    /// build or takes a lock.
     pub fn sticky_table(&self) -> Option<&StickyTable> {
         if let Some(table) = self.sticky.get() {
             return table.as_deref();
         }
         let built = self.new_sticky_table().map(Arc::new);
-        self.sticky.get_or_init(|| built).as_deref()
+        self.sticky.get_or_init(|| Box::new(built)).as_deref()
     }
 
     /// Builds the route's sticky table from its salt, ids and weights; `None` past

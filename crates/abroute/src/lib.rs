@@ -87,7 +87,9 @@ pub use condition::{Condition, ConditionError, ConditionOutcome, EvalError, Vari
 pub use config::{DerivedId, MessageTemplate, RouterConfig, name_from_display};
 pub use context::{MetadataValue, RequestContext};
 pub use decision::{Assignment, ConditionExplanation, Decision, Explanation};
-pub use engine::{Change, Engine, EngineConfig, LoadedRouter, Prepare, Snapshot, SnapshotGuard};
+pub use engine::{
+    Change, Engine, EngineConfig, LoadedRouter, Prepare, Snapshot, SnapshotGuard, StagedRouter,
+};
 pub use error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath, RouteError};
 pub use fallback::{Fallbacks, RandomFallbacks};
 pub use health::{FailureClass, Health, HealthConfig, Outcome};

@@ -53,9 +53,13 @@
 
 use std::cmp::Ordering;
 use std::fmt;
-use std::sync::LazyLock;
 
 use xxhash_rust::xxh3::xxh3_64_with_seed;
+
+mod proposals;
+mod slots;
+
+use slots::Slots;
 
 /// log2 of [`STICKY_SLOTS`]: a key's bucket is the top 16 bits of its hash.
 pub const STICKY_SLOT_BITS: u32 = 16;
@@ -125,23 +129,28 @@ const fn mix64(mut z: u64) -> u64 {
 /// `F[r] = Σ_{m = N−r}^{N} ⌊2^48 / m⌋` for `r` in `0..N`, `N` = [`STICKY_SLOTS`].
 ///
 /// `F[r] / 2^48` is (to within `(r+1) · 2^-48`) the expected `(r+1)`-th smallest of `N` independent
-/// unit exponentials. Strictly increasing, below `2^52`. Computed once per process (0.5 MiB).
-static EXP_SCORES: LazyLock<Box<[u64]>> = LazyLock::new(|| {
+/// unit exponentials. Strictly increasing, below `2^52`. 0.5 MiB of read-only data.
+static EXP_SCORES: [u64; STICKY_SLOTS] = exp_scores();
+
+/// [`EXP_SCORES`], computed at compile time: no first use pays for it or waits on another.
+const fn exp_scores() -> [u64; STICKY_SLOTS] {
     let n = STICKY_SLOTS as u64;
+    let mut f = [0u64; STICKY_SLOTS];
     let mut acc = 0u64;
-    (0..n)
-        .map(|r| {
-            acc += SCORE_ONE / (n - r);
-            acc
-        })
-        .collect()
-});
+    let mut r = 0;
+    while r < STICKY_SLOTS {
+        acc += SCORE_ONE / (n - r as u64);
+        f[r] = acc;
+        r += 1;
+    }
+    f
+}
 
 /// The exponential score of rank `rank` (see [`EXP_SCORES`]).
 #[inline]
-fn exp_score(scores: &[u64], rank: u32) -> u64 {
-    // rank < STICKY_SLOTS == scores.len() everywhere this is called.
-    scores[rank as usize]
+fn exp_score(scores: &[u64; STICKY_SLOTS], rank: u32) -> u64 {
+    // rank < STICKY_SLOTS everywhere this is called; the mask lets the compiler drop the check.
+    scores[rank as usize & (STICKY_SLOTS - 1)]
 }
 
 /// Why a list of variants cannot become a [`StickyTable`].
@@ -285,7 +294,7 @@ impl VariantKey {
 /// The score of rank `rank` for a variant whose weight factor is `factor`:
 /// `F[rank] · ⌊(2^64 − 1) / weight⌋`, below 2^116.
 #[inline]
-fn pair_score(scores: &[u64], rank: u32, factor: u64) -> u128 {
+fn pair_score(scores: &[u64; STICKY_SLOTS], rank: u32, factor: u64) -> u128 {
     u128::from(exp_score(scores, rank)) * u128::from(factor)
 }
 
@@ -441,22 +450,23 @@ impl RoundTables {
     #[inline]
     fn rank_of(&self, variant: usize, slot: u32) -> u32 {
         let t = &self.0[variant];
-        let (mut l, mut r) = ((slot >> HALF_BITS) & HALF_MASK, slot & HALF_MASK);
+        // Byte halves: a lookup by a byte into 256 entries needs no bounds check.
+        let (mut l, mut r) = ((slot >> HALF_BITS) as u8, slot as u8);
         for round in t {
-            (l, r) = (r, l ^ u32::from(round[r as usize]));
+            (l, r) = (r, l ^ round[usize::from(r)]);
         }
-        (l << HALF_BITS) | r
+        (u32::from(l) << HALF_BITS) | u32::from(r)
     }
 
     /// [`VariantKey::slot_at`] through the tables.
     #[inline]
     fn slot_at(&self, variant: usize, rank: u32) -> u32 {
         let t = &self.0[variant];
-        let (mut l, mut r) = ((rank >> HALF_BITS) & HALF_MASK, rank & HALF_MASK);
+        let (mut l, mut r) = ((rank >> HALF_BITS) as u8, rank as u8);
         for round in t.iter().rev() {
-            (l, r) = (r ^ u32::from(round[l as usize]), l);
+            (l, r) = (r ^ round[usize::from(l)], l);
         }
-        (l << HALF_BITS) | r
+        (u32::from(l) << HALF_BITS) | u32::from(r)
     }
 
     /// The slots of ranks `first .. first + LANE` of `variant`: independent lookups, computed
@@ -497,7 +507,7 @@ fn race(variants: &[VariantKey], quota: &[u32]) -> Vec<u16> {
 /// [`race`], switching to [`finish`] once `free slots × racing variants ≤ factor ·
 /// STICKY_SLOTS` (0: race to the end). The result does not depend on `factor`.
 fn race_until(variants: &[VariantKey], quota: &[u32], factor: usize) -> Vec<u16> {
-    let scores: &[u64] = &EXP_SCORES;
+    let scores = &EXP_SCORES;
     let tables = RoundTables::new(variants);
     let tie = tie_ranks(variants);
     let mut owner = vec![FREE; STICKY_SLOTS];
@@ -577,7 +587,7 @@ fn finish(
 ) {
     use std::collections::BinaryHeap;
 
-    let scores: &[u64] = &EXP_SCORES;
+    let scores = &EXP_SCORES;
     // The place of the pair (variant, slot) in pair order.
     let key = |v: u32, slot: u32| -> (u128, u32) {
         let i = v as usize;
@@ -649,15 +659,12 @@ fn finish(
 /// returned by its methods refer to the order of that list. Reordering the list, or changing
 /// anything but the ids and weights, changes no assignment (only the indices that name them).
 /// Immutable and cheap to share; costs `STICKY_SLOTS · ⌈log2 n⌉` bits rounded up to 1, 2, 4, 8
-/// or 16 bits a slot (8 KiB for 2 variants, 64 KiB up to 256) plus about 64 bytes a variant.
+/// or 16 bits a slot (8 KiB for 2 variants, 64 KiB up to 256), except 3 variants, packed base
+/// 3 in 12.8 KiB, plus about 80 bytes a variant.
 #[derive(Clone, PartialEq, Eq)]
 pub struct StickyTable {
-    /// Slot → variant index, `1 << width_log2` bits each, little-endian within each `u64`.
-    packed: Box<[u64]>,
-    /// log2 of the bits per slot: 0, 1, 2, 3 or 4.
-    width_log2: u32,
-    /// `(1 << (1 << width_log2)) − 1`.
-    mask: u64,
+    /// Slot → variant index, packed.
+    slots: Slots,
     /// XXH3-64 of the salt: the seed of the key hash.
     salt_seed: u64,
     variants: Box<[VariantKey]>,
@@ -669,7 +676,7 @@ impl fmt::Debug for StickyTable {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StickyTable")
             .field("variants", &self.variants.len())
-            .field("bits_per_slot", &(1u32 << self.width_log2))
+            .field("bits_per_slot", &self.slots.bits_per_slot())
             .field("slot_counts", &self.slot_counts)
             .finish_non_exhaustive()
     }
@@ -688,6 +695,34 @@ impl StickyTable {
     /// weights sum to 0, [`StickyError::TooManyVariants`] past [`MAX_STICKY_VARIANTS`], and
     /// [`StickyError::DuplicateVariantId`] when two variants share an id.
     pub fn new(salt: &[u8], variants: &[(&str, u32)]) -> Result<StickyTable, StickyError> {
+        Self::build(salt, variants, |keys, quota| {
+            if keys.len() <= proposals::PROPOSALS_MAX_VARIANTS {
+                proposals::propose(keys, quota)
+            } else {
+                race(keys, quota)
+            }
+        })
+    }
+
+    /// Builds the same table as [`new`](Self::new) by the race alone, the first builder.
+    ///
+    /// Kept as the reference the faster builder is tested against (the differential test in
+    /// `tests/sticky_builders.rs`) and measured beside (`benches/benches/sticky.rs`); `new`
+    /// gives the identical table, faster for routes of up to 16 variants.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn new_by_race(salt: &[u8], variants: &[(&str, u32)]) -> Result<StickyTable, StickyError> {
+        Self::build(salt, variants, race)
+    }
+
+    /// Validates, computes the keys and quotas, and packs the owners `assign_slots` gives.
+    fn build(
+        salt: &[u8],
+        variants: &[(&str, u32)],
+        assign_slots: impl FnOnce(&[VariantKey], &[u32]) -> Vec<u16>,
+    ) -> Result<StickyTable, StickyError> {
         let n = variants.len();
         if n == 0 {
             return Err(StickyError::NoVariants);
@@ -722,25 +757,10 @@ impl StickyTable {
             .map(|&(id, w)| VariantKey::new(id, w, salt_seed))
             .collect();
         let quota = quotas(&keys, total);
-        let owner = race(&keys, &quota);
+        let owner = assign_slots(&keys, &quota);
 
-        let width_log2 = match n {
-            0..=2 => 0,
-            3..=4 => 1,
-            5..=16 => 2,
-            17..=256 => 3,
-            _ => 4,
-        };
-        let width = 1usize << width_log2;
-        let mut packed = vec![0u64; STICKY_SLOTS * width / 64];
-        for (slot, &o) in owner.iter().enumerate() {
-            let bit = slot << width_log2;
-            packed[bit / 64] |= u64::from(o) << (bit % 64);
-        }
         Ok(StickyTable {
-            packed: packed.into_boxed_slice(),
-            width_log2,
-            mask: (1u64 << width) - 1,
+            slots: Slots::pack(&owner, n),
             salt_seed,
             variants: keys.into_boxed_slice(),
             slot_counts: quota.into_boxed_slice(),
@@ -827,10 +847,7 @@ impl StickyTable {
     /// The owner of a bucket below [`STICKY_SLOTS`].
     #[inline]
     fn owner(&self, bucket: u32) -> u32 {
-        let bit = (bucket as usize & (STICKY_SLOTS - 1)) << self.width_log2;
-        // bit < STICKY_SLOTS · width, so bit / 64 < packed.len().
-        let word = self.packed[bit >> 6];
-        ((word >> (bit & 63)) & self.mask) as u32
+        self.slots.owner(bucket)
     }
 
     /// The fallback order for a sticky key: every other variant with a positive weight, each
@@ -841,7 +858,7 @@ impl StickyTable {
     /// release with the same major version, and fallback traffic spreads over the remaining
     /// variants in proportion to their weights. Allocates; meant for the failover path.
     pub fn fallbacks(&self, assignment: &StickyAssignment) -> StickyFallbacks {
-        let scores: &[u64] = &EXP_SCORES;
+        let scores = &EXP_SCORES;
         let bucket = assignment.bucket & (STICKY_SLOTS as u32 - 1);
         let mut ranked: Vec<(u128, u32)> = self
             .variants
@@ -919,7 +936,7 @@ mod tests {
 
     #[test]
     fn exp_scores_are_increasing_and_bounded() {
-        let f: &[u64] = &EXP_SCORES;
+        let f = &EXP_SCORES;
         assert_eq!(f[0], 1 << 32);
         assert!(f.windows(2).all(|w| w[0] < w[1]));
         assert!(f[STICKY_SLOTS - 1] < 1 << 52);
@@ -934,7 +951,7 @@ mod tests {
     /// variant that it ranks before its own worst slot, and every quota is met exactly.
     #[test]
     fn race_is_the_stable_matching() {
-        let f: &[u64] = &EXP_SCORES;
+        let f = &EXP_SCORES;
         for spec in [
             &[("a", 1), ("b", 3), ("c", 0), ("d", 7)][..],
             &[("x", 5), ("y", 5), ("z", 5)][..],

@@ -274,3 +274,50 @@ fn lazy_sticky_tables_equal_eager_ones() {
         assert_eq!(route(&e), route(&l), "{}", config.name);
     }
 }
+
+/// Routers staged on two threads and published as one batch are exactly what `replace_all`
+/// loads: the same snapshot contents, one version; names given twice are refused with their
+/// index and change nothing; a router staged by another engine is compiled again and loads.
+#[test]
+fn staged_routers_publish_as_replace_all_does() {
+    let configs: Vec<RouterConfig> = (0..500).map(|i| tagged(&format!("r{i}"), i)).collect();
+    let reference = Engine::new();
+    reference.replace_all(configs.clone()).expect("loads");
+
+    let engine = Engine::new();
+    let (left, right) = configs.split_at(configs.len() / 2);
+    let stage = |part: &[RouterConfig]| {
+        part.iter()
+            .map(|c| engine.stage(c.clone()).expect("compiles"))
+            .collect::<Vec<_>>()
+    };
+    let staged = thread::scope(|s| {
+        let a = s.spawn(|| stage(left));
+        let b = s.spawn(|| stage(right));
+        let mut all = a.join().expect("stages");
+        all.extend(b.join().expect("stages"));
+        all
+    });
+    let version = engine.replace_all_staged(staged).expect("publishes");
+    assert_eq!(version, 1);
+    assert_eq!(contents(&engine.load()), contents(&reference.load()));
+
+    let twice = vec![
+        engine.stage(tagged("same", 1)).expect("compiles"),
+        engine.stage(tagged("same", 2)).expect("compiles"),
+    ];
+    let errors = engine
+        .replace_all_staged(twice)
+        .expect_err("a name given twice");
+    assert!(errors.to_string().contains("[1].name"), "{errors}");
+    assert_eq!(engine.version(), 1);
+    assert_eq!(engine.load().len(), 500);
+
+    let other = Engine::new();
+    let foreign = vec![other.stage(tagged("from-elsewhere", 3)).expect("compiles")];
+    engine
+        .replace_all_staged_at(foreign, 7)
+        .expect("compiled again here");
+    assert_eq!(engine.version(), 7);
+    assert_eq!(engine.load().names(), vec!["from-elsewhere"]);
+}

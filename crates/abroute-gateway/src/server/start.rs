@@ -372,12 +372,33 @@ async fn load_routers(writer: &EngineWriter, store: &dyn RouterStore) -> Result<
             "cannot load the router store: stored router {name:?} is invalid:\n{e}"
         ))
     })?;
+    let names: Vec<String> = routers.iter().map(|r| r.name.clone()).collect();
     writer.replace_all(routers).await.map_err(|e| match e {
         WriteError::Invalid(e) => start_error(format!(
-            "cannot load the router store: stored routers are invalid:\n{e}"
+            "cannot load the router store: stored routers are invalid:\n{}",
+            name_stored_routers(&e, &names)
         )),
         WriteError::Stopped => start_error(format!("cannot load the router store: {e}")),
     })
+}
+
+/// The errors of loading the stored routers, each line's leading `[i]` replaced by the
+/// router's name (`routers["tenant-7"].defaultRoute...`): the index is the position in the
+/// store's listing, which means nothing to an operator.
+fn name_stored_routers(errors: &abroute::ConfigErrors, names: &[String]) -> String {
+    errors
+        .to_string()
+        .lines()
+        .map(|line| {
+            let named = line.strip_prefix('[').and_then(|rest| {
+                let (index, tail) = rest.split_once(']')?;
+                let name = names.get(index.parse::<usize>().ok()?)?;
+                Some(format!("routers[{name:?}]{tail}"))
+            });
+            named.unwrap_or_else(|| line.to_owned())
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// The watched directory's routers and its watcher.

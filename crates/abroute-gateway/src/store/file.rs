@@ -362,7 +362,9 @@ pub fn parse_state_file(text: &str, options: &ValidationOptions) -> Result<State
                         continue;
                     }
                 };
-                if let Err(errors) = config.compile_with(options) {
+                // Validation only: the engine compiles each router once, at the start, and names
+                // any problem compiling finds beyond these (a catalog or template error).
+                if let Err(errors) = abroute::validate::validate(&config, options) {
                     located(errors);
                     continue;
                 }

@@ -35,9 +35,11 @@
 mod builder;
 mod loaded;
 mod routers;
+mod staged;
 
 pub use builder::EngineConfig;
 pub use loaded::{LoadedRouter, Prepare};
+pub use staged::StagedRouter;
 
 use routers::Routers;
 
@@ -537,6 +539,11 @@ impl Engine {
             .zip(configs)
             .filter_map(|(compiled, config)| Some(self.loaded(compiled?, config)))
             .collect();
+        self.publish_all(loaded, at)
+    }
+
+    /// Publishes `loaded` as every router, as `at` (the next version when `None`).
+    fn publish_all(&self, loaded: Vec<LoadedRouter>, at: Option<u64>) -> Result<u64, ConfigErrors> {
         let version = self.publish_at(at, |routers, version| {
             routers.clear();
             for loaded in loaded {
