@@ -456,7 +456,10 @@ async fn a_stream_silent_after_its_first_event_is_ended() {
     let text = String::from_utf8_lossy(&body);
     let last = text.trim_end().rsplit("\n\n").next().unwrap_or("");
     assert!(last.starts_with("data: {\"error\""), "{text}");
-    assert!(text.contains("chat.completion.chunk"), "the first event came: {text}");
+    assert!(
+        text.contains("chat.completion.chunk"),
+        "the first event came: {text}"
+    );
     assert!(started.elapsed() < Duration::from_secs(5));
     h.stop().await;
 }

@@ -542,8 +542,8 @@ impl Engine {
         self.publish_all(loaded, at)
     }
 
-    /// Publishes `loaded` as every router, as `at` (the next version when `None`).
-    fn publish_all(&self, loaded: Vec<LoadedRouter>, at: Option<u64>) -> Result<u64, ConfigErrors> {
+    /// Publishes `loaded` as every router, at the version `at` says.
+    fn publish_all(&self, loaded: Vec<LoadedRouter>, at: At) -> Result<u64, ConfigErrors> {
         let version = self.publish_at(at, |routers, version| {
             routers.clear();
             for loaded in loaded {
@@ -592,7 +592,7 @@ impl Engine {
 
 /// The version a publication takes.
 #[derive(Debug, Clone, Copy)]
-enum At {
+pub(super) enum At {
     /// The next one, for the snapshot and the routers changed.
     Next,
     /// This one, for both; it must be ahead of the current version.

@@ -34,7 +34,7 @@ use std::fmt;
 
 use rustc_hash::FxHashMap;
 
-use super::{Engine, LoadedRouter};
+use super::{At, Engine, LoadedRouter};
 use crate::config::RouterConfig;
 use crate::error::{ConfigError, ConfigErrorKind, ConfigErrors, JsonPath};
 
@@ -87,7 +87,7 @@ impl Engine {
     /// Names given twice, or a problem compiling a router staged by another engine; the engine
     /// is then unchanged.
     pub fn replace_all_staged(&self, routers: Vec<StagedRouter<'_>>) -> Result<u64, ConfigErrors> {
-        self.replace_all_staged_to(routers, None)
+        self.replace_all_staged_to(routers, At::Next)
     }
 
     /// [`replace_all_staged`](Engine::replace_all_staged), published as `version` (see
@@ -101,13 +101,13 @@ impl Engine {
         routers: Vec<StagedRouter<'_>>,
         version: u64,
     ) -> Result<u64, ConfigErrors> {
-        self.replace_all_staged_to(routers, Some(version))
+        self.replace_all_staged_to(routers, At::Exactly(version))
     }
 
     fn replace_all_staged_to(
         &self,
         routers: Vec<StagedRouter<'_>>,
-        at: Option<u64>,
+        at: At,
     ) -> Result<u64, ConfigErrors> {
         let mut errors = Vec::new();
         let mut seen: FxHashMap<&str, usize> = FxHashMap::default();
