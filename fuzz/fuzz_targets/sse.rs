@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use abroute::DecisionRecord;
-use abroute_http::stream_tap::{StreamTap, error_event};
+use abroute_http::stream_tap::{StreamError, StreamTap, error_event};
 use abroute_http::stream_usage::UsageReader;
 use abroute_http::{Api, SseScanner};
 use bytes::Bytes;
@@ -94,7 +94,7 @@ fn tap(api: Api, suppress: bool, frames: &[&[u8]], fail: bool) -> Vec<u8> {
         drain(&mut t, &mut out);
     }
     if fail {
-        t.fail();
+        t.fail(StreamError::UpstreamReset);
     } else {
         t.end();
     }

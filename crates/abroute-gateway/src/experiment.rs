@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | `abroute_time_to_first_token_seconds` | histogram | `router`, `route`, `variant` (assigned), `model` (served): routing to the first byte of a streamed answer |
 //! | `abroute_stream_duration_seconds` | histogram | the same: routing to the end of the stream |
-//! | `abroute_stream_errors_total` | counter | the same and `cause` (`upstream_reset`, `client_closed`) |
+//! | `abroute_stream_errors_total` | counter | the same and `cause` (`upstream_reset`, `upstream_stalled`: silent past `limits.upstream_idle_timeout`, `client_closed`) |
 //! | `abroute_cost_usd_total` | counter | `router`, `route`, `variant`, `served_variant`, `model`: tokens times the catalog's prices |
 //! | `abroute_unpriced_tokens_total` | counter | the same: tokens of models the catalog has no prices for |
 //! | `abroute_srm_p_value` | gauge | `router`, `route`: the SRM test of the assigned counts under the current config version |
@@ -24,7 +24,7 @@ use abroute::record::AssignmentRecord;
 use abroute::srm::{ALARM_P, MIN_ASSIGNMENTS, SrmCounter};
 use abroute::stats::LATENCY_BUCKETS_MS;
 use abroute::{DecisionRecord, Engine};
-use abroute_http::stream_tap::{StreamEnd, StreamObserver};
+use abroute_http::stream_tap::{StreamEnd, StreamError, StreamObserver};
 use serde_json::{Value, json};
 
 /// Describes the metrics of this module (called once, with the recorder's installation).
@@ -42,7 +42,7 @@ pub fn describe() {
     );
     describe_counter!(
         "abroute_stream_errors_total",
-        "Streams that ended early, by cause (upstream_reset, client_closed)"
+        "Streams that ended early, by cause (upstream_reset, upstream_stalled, client_closed)"
     );
     describe_gauge!(
         "abroute_cost_usd_total",
@@ -157,14 +157,20 @@ impl StreamObserver for StreamMetrics {
             if let Some(t) = end.time_to_first_token {
                 arm.ttft.record(t);
             }
-            if end.error == Some(abroute_http::stream_tap::StreamError::UpstreamReset) {
+            if end.error.is_some_and(|e| e != StreamError::ClientClosed) {
                 arm.stream_errors += 1;
             }
         });
         // A stream that broke after its first byte was reported a success when it began: the
-        // break goes to passive health as a server error of the model that served it.
-        if end.error == Some(abroute_http::stream_tap::StreamError::UpstreamReset) {
-            let failure = abroute::Outcome::Failure(abroute::FailureClass::ServerError);
+        // break goes to passive health as a failure of the model that served it (a server
+        // error, or a timeout for a stall past the idle limit).
+        let class = match end.error {
+            Some(StreamError::UpstreamReset) => Some(abroute::FailureClass::ServerError),
+            Some(StreamError::UpstreamStalled) => Some(abroute::FailureClass::Timeout),
+            Some(StreamError::ClientClosed) | None => None,
+        };
+        if let Some(class) = class {
+            let failure = abroute::Outcome::Failure(class);
             self.engine.health().report(&model, failure, end.ended_at);
         }
         let usage = end.usage;

@@ -461,5 +461,13 @@ async fn a_stream_silent_after_its_first_event_is_ended() {
         "the first event came: {text}"
     );
     assert!(started.elapsed() < Duration::from_secs(5));
+    // Counted as a stall, not a reset.
+    let m = h.request(Method::GET, "/metrics", "", None).await.text();
+    assert!(
+        m.lines()
+            .any(|l| l.starts_with("abroute_stream_errors_total")
+                && l.contains("cause=\"upstream_stalled\"")),
+        "{m}"
+    );
     h.stop().await;
 }

@@ -10,7 +10,7 @@ use http_body::{Body, Frame, SizeHint};
 
 use crate::error::BoxError;
 use crate::stream::MetadataTap;
-use crate::stream_tap::StreamTap;
+use crate::stream_tap::{StreamError, StreamTap};
 
 /// A body that is one `Bytes` (or nothing): what the management API and error responses use.
 #[derive(Debug, Clone, Default)]
@@ -148,7 +148,7 @@ where
             };
             match next {
                 None => tap.end(),
-                Some(Err(_)) => tap.fail(),
+                Some(Err(e)) => tap.fail(StreamError::of_upstream(&*e)),
                 Some(Ok(frame)) => match frame.into_data() {
                     Ok(data) => tap.push(data),
                     Err(trailers) => tap.trailers(trailers),

@@ -44,6 +44,9 @@ pub const MAX_HELD: usize = 8;
 pub enum StreamError {
     /// The upstream body failed after the first byte (a reset, a broken chunked encoding).
     UpstreamReset,
+    /// The upstream body stayed silent past the host's idle limit: its body failed with an
+    /// [`std::io::Error`] of kind [`TimedOut`](std::io::ErrorKind::TimedOut).
+    UpstreamStalled,
     /// The client went away before the end (the body was dropped).
     ClientClosed,
 }
@@ -53,8 +56,25 @@ impl StreamError {
     pub fn name(self) -> &'static str {
         match self {
             StreamError::UpstreamReset => "upstream_reset",
+            StreamError::UpstreamStalled => "upstream_stalled",
             StreamError::ClientClosed => "client_closed",
         }
+    }
+
+    /// The cause of an upstream body's failure: a stall when an [`std::io::Error`] of kind
+    /// `TimedOut` is the error or one of its sources (how a host's idle limit says it cut the
+    /// body), else a reset.
+    pub fn of_upstream(error: &(dyn std::error::Error + 'static)) -> StreamError {
+        let mut next = Some(error);
+        while let Some(e) = next {
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|io| io.kind() == std::io::ErrorKind::TimedOut)
+            {
+                return StreamError::UpstreamStalled;
+            }
+            next = e.source();
+        }
+        StreamError::UpstreamReset
     }
 }
 
@@ -269,8 +289,9 @@ impl StreamTap {
         self.finish(None);
     }
 
-    /// The upstream body failed: the unfinished event is dropped and the error event sent.
-    pub fn fail(&mut self) {
+    /// The upstream body failed (`cause`: [`StreamError::of_upstream`]): the unfinished event
+    /// is dropped and the error event sent.
+    pub fn fail(&mut self, cause: StreamError) {
         if self.ended {
             return;
         }
@@ -279,7 +300,7 @@ impl StreamTap {
             self.put(Frame::data(Bytes::from_static(b"\n\n")));
         }
         self.put(Frame::data(Bytes::from_static(error_event(self.api))));
-        self.finish(Some(StreamError::UpstreamReset));
+        self.finish(Some(cause));
     }
 
     fn finish(&mut self, error: Option<StreamError>) {
@@ -380,7 +401,7 @@ mod tests {
             drain(&mut t, &mut out);
         }
         if fail {
-            t.fail()
+            t.fail(StreamError::UpstreamReset)
         } else {
             t.end()
         }
@@ -459,7 +480,7 @@ data: [DONE]\n\n";
             drain(&mut t, &mut out);
         }
         assert!(!out.is_empty(), "beyond MAX_HELD frames, bytes flow");
-        t.fail();
+        t.fail(StreamError::UpstreamReset);
         drain(&mut t, &mut out);
         let text = String::from_utf8(out).unwrap();
         assert!(text.ends_with(&format!(
@@ -483,5 +504,36 @@ data: [DONE]\n\n";
         assert_eq!(ends[0].error, Some(StreamError::ClientClosed));
         assert_eq!(ends[0].usage.input_tokens, Some(4));
         assert_eq!(ends[0].time_to_first_token, Some(Duration::from_millis(5)));
+    }
+
+    #[test]
+    fn an_upstream_failure_is_a_stall_only_for_a_timed_out_io_error() {
+        #[derive(Debug)]
+        struct Wrapped(std::io::Error);
+        impl std::fmt::Display for Wrapped {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("the body failed")
+            }
+        }
+        impl std::error::Error for Wrapped {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let timed_out = || std::io::Error::new(std::io::ErrorKind::TimedOut, "silent");
+        let reset = || std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert_eq!(
+            StreamError::of_upstream(&timed_out()),
+            StreamError::UpstreamStalled
+        );
+        assert_eq!(
+            StreamError::of_upstream(&Wrapped(timed_out())),
+            StreamError::UpstreamStalled
+        );
+        assert_eq!(
+            StreamError::of_upstream(&Wrapped(reset())),
+            StreamError::UpstreamReset
+        );
+        assert_eq!(StreamError::UpstreamStalled.name(), "upstream_stalled");
     }
 }
