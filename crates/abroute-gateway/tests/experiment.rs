@@ -301,3 +301,86 @@ fn run_report(base: &str, json: bool) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Streamed Anthropic messages (usage in `message_start` and `message_delta`) and a streamed
+/// Responses answer (usage in `response.completed`) count their tokens and TTFT per arm, and
+/// their streams reach the client whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streamed_messages_and_responses_count_their_tokens() {
+    let h = Harness::start(test_config()).await;
+    for name in ["sm", "sr"] {
+        let r = h
+            .create(&failover_router(name, "openai/gpt-4o-mini", "openai/quick"))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let messages = r#"{ "model": "inworld/sm", "max_tokens": 64, "stream": true,
+        "messages": [ { "role": "user", "content": "Hello there" } ] }"#;
+    let r = h
+        .request(Method::POST, "/v1/messages", messages, Some(ADMIN))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.header("x-abroute-router"), "sm");
+    let text = r.text();
+    assert!(text.contains("event: message_stop"), "{text}");
+    let responses = r#"{ "model": "inworld/sr", "input": "Hello there", "stream": true }"#;
+    let r = h
+        .request(Method::POST, "/v1/responses", responses, Some(ADMIN))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let text = r.text();
+    assert!(text.contains("event: response.completed"), "{text}");
+    let completed = data_json(&text)
+        .into_iter()
+        .find(|v| v["type"] == "response.completed")
+        .unwrap();
+    let m = h.request(Method::GET, "/metrics", "", None).await.text();
+    // The Responses stream's tokens are exactly its `response.completed` usage.
+    assert_eq!(
+        metric(&m, "abroute_input_tokens_total", "sr"),
+        completed["response"]["usage"]["input_tokens"]
+            .as_f64()
+            .unwrap(),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "abroute_output_tokens_total", "sr"),
+        completed["response"]["usage"]["output_tokens"]
+            .as_f64()
+            .unwrap(),
+        "{m}"
+    );
+    // The messages stream's: input from `message_start`, output from `message_delta`.
+    let events = data_json(
+        &h.request(Method::POST, "/v1/messages", messages, Some(ADMIN))
+            .await
+            .text(),
+    );
+    let start = events
+        .iter()
+        .find(|v| v["type"] == "message_start")
+        .unwrap();
+    let delta = events
+        .iter()
+        .find(|v| v["type"] == "message_delta")
+        .unwrap();
+    let m = h.request(Method::GET, "/metrics", "", None).await.text();
+    assert_eq!(
+        metric(&m, "abroute_input_tokens_total", "sm"),
+        2.0 * start["message"]["usage"]["input_tokens"].as_f64().unwrap(),
+        "{m}"
+    );
+    assert_eq!(
+        metric(&m, "abroute_output_tokens_total", "sm"),
+        2.0 * delta["usage"]["output_tokens"].as_f64().unwrap(),
+        "{m}"
+    );
+    for router in ["sm", "sr"] {
+        assert!(
+            metric(&m, "abroute_time_to_first_token_seconds_count", router) >= 1.0,
+            "{router}: {m}"
+        );
+        assert_eq!(metric(&m, "abroute_stream_errors_total", router), 0.0);
+    }
+    h.stop().await;
+}
